@@ -1,0 +1,152 @@
+"""The Segment-compatible HTTP collector: `POST /v1/batch`, `/v1/track`, ..., `/v1/b`, `/v1/t`, ...
+
+Speaks Segment's HTTP Tracking API so an unchanged Segment library can send to Kairos: JSON body
+whatever the Content-Type, gzip accepted, write key by HTTP Basic (`base64("<writeKey>:")`) or
+`writeKey` in the body, 32 KB per event and 500 KB per request. A request is written whole or not
+at all: it is validated completely before anything is sent, and answered `{"success": true}` only
+once the broker has acknowledged the write.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import hmac
+import time
+import zlib
+from typing import Any
+
+import orjson
+from faust.types.web import ResourceOptions
+from faust.web import Request, Response, View
+
+from app.faust_app import app, events_topic, settings
+from app.intake import Rejected, decode_json, event_record
+from app.metrics import EVENTS_INVALID, HTTP_REQUESTS
+from schemas.segment import MAX_BATCH_BYTES, MAX_EVENT_BYTES, SHORT_PATHS
+
+#: Collector path → the event type its body holds (None: a batch).
+ROUTES: dict[str, str | None] = {"batch": None, "b": None}
+for _short, _type in SHORT_PATHS.items():
+    ROUTES[_type] = _type
+    ROUTES[_short] = _type
+
+_CORS = {
+    "*": ResourceOptions(
+        allow_credentials=True, allow_headers="*", expose_headers="*", max_age=3600
+    )
+}
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.reason = reason
+
+
+def _body(raw: bytes, encoding: str, limit: int) -> bytes:
+    """The request body, gunzipped when it is gzip, refusing more than `limit` bytes."""
+    if encoding == "gzip" or raw[:2] == b"\x1f\x8b":
+        try:
+            # Bounded decompression: a small gzip bomb must not become a huge body in memory.
+            inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+            raw = inflater.decompress(raw, limit + 1)
+        except (zlib.error, gzip.BadGzipFile) as exc:
+            raise HttpError(400, f"body: not valid gzip ({exc})", "invalid_json") from exc
+    if len(raw) > limit:
+        raise HttpError(
+            413, f"body: more than the {limit // 1024} KB limit of this endpoint", "too_large"
+        )
+    return raw
+
+
+def _write_key(request: Request, body: Any) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("basic "):
+        try:
+            decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return decoded.split(":", 1)[0]
+    if isinstance(body, dict) and isinstance(body.get("writeKey"), str):
+        return str(body["writeKey"])
+    return None
+
+
+def _authorized(key: str | None) -> bool:
+    return key is not None and any(
+        hmac.compare_digest(key.encode(), known.encode()) for known in settings.write_keys
+    )
+
+
+def _events(body: Any, event_type: str | None) -> list[tuple[Any, str]]:
+    """(event object, path for error messages) of each event in a request body."""
+    if event_type is not None:
+        return [(body, "")]
+    if not isinstance(body, dict):
+        raise HttpError(400, "body: must be a JSON object with a `batch` list", "invalid_event")
+    batch = body.get("batch")
+    if not isinstance(batch, list) or not batch:
+        raise HttpError(400, "batch: must be a non-empty list of events", "invalid_event")
+    shared = {k: body[k] for k in ("context", "integrations") if isinstance(body.get(k), dict)}
+    events = []
+    for i, item in enumerate(batch):
+        if isinstance(item, dict) and shared:
+            item = {**shared, **item}
+        events.append((item, f"batch[{i}]"))
+    return events
+
+
+async def collect(request: Request, endpoint: str, event_type: str | None) -> dict[str, Any]:
+    """Validate a collector request whole, write its events, and say how many."""
+    limit = MAX_BATCH_BYTES if event_type is None else MAX_EVENT_BYTES
+    raw = await request.read()
+    if len(raw) > limit * 4:  # compressed or not, nothing valid is this large
+        raise HttpError(413, f"body: more than the {limit // 1024} KB limit", "too_large")
+    body_bytes = _body(raw, request.headers.get("Content-Encoding", "").lower(), limit)
+    try:
+        body = decode_json(body_bytes)
+    except Rejected as exc:
+        raise HttpError(400, f"body: {exc.reason}", exc.code) from exc
+    if not _authorized(_write_key(request, body)):
+        raise HttpError(401, "a valid write key is required (HTTP Basic or writeKey)", "auth")
+    received = int(time.time() * 1000)
+    records = []
+    for obj, where in _events(body, event_type):
+        if isinstance(obj, dict):
+            obj = {k: v for k, v in obj.items() if k != "writeKey"}
+        try:
+            records.append(event_record(obj, received, where=where, default_type=event_type))
+        except Rejected as exc:
+            status = 413 if exc.code == "too_large" else 400
+            raise HttpError(status, exc.reason, exc.code) from exc
+    # One envelope per request: one Kafka record however many events (the ingest agent splits it).
+    envelope = {"batch": [record["event"] for record in records]}
+    await (await events_topic.send(value=orjson.dumps(envelope)))
+    return {"success": True}
+
+
+def _collector_view(endpoint: str, event_type: str | None) -> type[View]:
+    class CollectorView(View):
+        async def post(self, request: Request) -> Response:
+            try:
+                answer = await collect(request, endpoint, event_type)
+            except HttpError as exc:
+                HTTP_REQUESTS.labels(endpoint=endpoint, status=str(exc.status)).inc()
+                if exc.status != 401:
+                    EVENTS_INVALID.labels(reason=exc.reason, source="http").inc()
+                return self.json({"success": False, "message": exc.message}, status=exc.status)
+            HTTP_REQUESTS.labels(endpoint=endpoint, status="200").inc()
+            return self.json(answer)
+
+    CollectorView.__name__ = f"Collector_{endpoint}"
+    return CollectorView
+
+
+for _path, _event_type in ROUTES.items():
+    app.page(f"/v1/{_path}", name=f"collector_{_path}", cors_options=_CORS)(
+        _collector_view(_path, _event_type)
+    )

@@ -1,0 +1,66 @@
+"""The Faust app and its topics, configured from the settings.
+
+Importing this module builds the app; `app.worker` imports the agents, tables and web views that
+register themselves on it.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from app import topics
+from app.broker import bootstrap_of
+from app.fetch_wait import limit_fetch_wait
+from app.settings import get_settings
+
+settings = get_settings()
+settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+_tansu = settings.broker_kind == "tansu"
+limit_fetch_wait(settings.fetch_max_wait_ms or (20 if _tansu else 1500))
+
+app = faust.App(
+    settings.app_id,
+    broker=f"kafka://{bootstrap_of(settings.broker_url)}",
+    store="rocksdb://",  # rocksdb:// is backed by rocksdict
+    datadir=str(settings.data_dir),
+    topic_partitions=settings.partitions,
+    processing_guarantee=settings.processing_guarantee,
+    # Group joins take session_timeout / 2; Faust's 60 s default makes every start wait 30 s.
+    broker_session_timeout=6,
+    broker_heartbeat_interval=2,
+    broker_rebalance_timeout=20,
+    # Tansu reports a partition's end offset as the first offset of its last batch + 1, which
+    # corrupts table recovery unless every batch holds one record.
+    producer_max_batch_size=1 if _tansu else 16384,
+    web_host=settings.web_host,
+    web_port=settings.web_port,
+    web_bind=settings.web_host,
+    canonical_url=settings.web_url,
+    # The collector answers 413 itself up to this size; aiohttp refuses anything larger.
+    web_application_options={"client_max_size": 4 * 1024 * 1024},
+    autodiscover=False,
+    topic_disable_leader=False,
+)
+
+
+def _topic(short: str, key_serializer: str) -> faust.TopicT:
+    return app.topic(
+        topics.topic_name(settings, short),
+        key_type=str if key_serializer == "json" else bytes,
+        value_type=bytes,
+        key_serializer=key_serializer,
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
+
+
+# Inputs accept any key: Kairos re-keys what it reads.
+events_topic = _topic(topics.EVENTS, "raw")
+crm_topic = _topic(topics.CRM, "raw")
+profiles_topic = _topic(topics.PROFILES, "raw")
+dlq_topic = _topic(topics.DLQ, "raw")
+# Internal topics are keyed with the tables' JSON key serializer, so that `table_route` finds a
+# user's owner from the same bytes the producer partitioned by.
+identity_topic = _topic(topics.IDENTITY, "json")
+users_topic = _topic(topics.USERS, "json")

@@ -1,0 +1,173 @@
+"""From wire input to internal records: validation, identity normalization, event time.
+
+Shared by the HTTP collector, the ingest agents and the offline replay, so that one event gets the
+same id, key and time whichever door it came through. Raises `Rejected` with a reason naming the
+field for anything that cannot become a record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from engine.clock import event_time_ms, iso, parse_iso_ms, to_ms
+from engine.identity import InvalidIdentifier, identity_key, normalize_id
+from engine.records import EventRecord, TraitsRecord
+from schemas.crm import CrmRecord, ProfileUpdate
+from schemas.dlq import ReasonCode
+from schemas.segment import MAX_EVENT_BYTES, PayloadError, parse_event, to_record
+
+_ID_FIELDS = ("userId", "anonymousId", "previousId")
+
+
+class Rejected(ValueError):
+    """Input that cannot become a record; `code` classifies it, the message says why."""
+
+    def __init__(self, code: ReasonCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code: ReasonCode = code
+        self.reason = reason
+
+
+def decode_json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Rejected("invalid_json", f"not valid JSON: {exc}") from exc
+
+
+def content_id(obj: object) -> str:
+    """A deterministic id for input that carries none: the same content gets the same id."""
+    canonical = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    return "kairos-" + hashlib.blake2b(canonical, digest_size=16).hexdigest()
+
+
+def event_record(
+    obj: object, received_ms: int, *, where: str = "", default_type: str | None = None
+) -> EventRecord:
+    """Validate one Segment event and turn it into a record keyed by its identity key."""
+    size = len(orjson.dumps(obj))
+    if size > MAX_EVENT_BYTES:
+        label = f"{where}: " if where else ""
+        raise Rejected("too_large", f"{label}event is {size} bytes, more than the 32 KB limit")
+    try:
+        event = to_record(parse_event(obj, where=where, default_type=default_type))
+    except PayloadError as exc:
+        raise Rejected("invalid_event", str(exc)) from exc
+    prefix = f"{where}." if where else ""
+    for field in _ID_FIELDS:
+        if field in event:
+            try:
+                normalized = normalize_id(event[field])
+            except InvalidIdentifier as exc:
+                raise Rejected("invalid_identifier", f"{prefix}{field}: {exc}") from exc
+            if normalized is None:
+                del event[field]
+            else:
+                event[field] = normalized
+    if not event.get("messageId"):
+        event["messageId"] = content_id(obj)
+    received = _ms(event.get("receivedAt")) or received_ms
+    event["receivedAt"] = event.get("receivedAt") or iso(received)
+    at = event_time_ms(
+        _ms(event.get("timestamp")),
+        _ms(event.get("sentAt")),
+        _ms(event.get("originalTimestamp")),
+        received,
+    )
+    return {
+        "kind": "event",
+        "key": identity_key(event),
+        "id": str(event["messageId"]),
+        "ts": at,
+        "ingested": received_ms,
+        "event": event,
+    }
+
+
+def event_records(raw: bytes, received_ms: int) -> list[EventRecord | Rejected]:
+    """Every event in one input record: a single event or a `{"batch": [...]}` envelope.
+
+    A bad event inside an envelope rejects that event only.
+    """
+    try:
+        obj = decode_json(raw)
+    except Rejected as exc:
+        return [exc]
+    if isinstance(obj, dict) and "batch" in obj and "type" not in obj:
+        batch = obj["batch"]
+        if not isinstance(batch, list):
+            return [Rejected("invalid_event", "batch: must be a list of events")]
+        return [_try_event(item, received_ms, f"batch[{i}]") for i, item in enumerate(batch)]
+    return [_try_event(obj, received_ms, "")]
+
+
+def _try_event(obj: object, received_ms: int, where: str) -> EventRecord | Rejected:
+    try:
+        return event_record(obj, received_ms, where=where)
+    except Rejected as exc:
+        return exc
+
+
+def crm_record(raw: bytes, received_ms: int) -> TraitsRecord:
+    """A `kairos.crm` record (schemas.crm.CrmRecord) as a traits update of its user."""
+    obj = decode_json(raw)
+    try:
+        crm = CrmRecord.model_validate(obj)
+    except ValidationError as exc:
+        raise Rejected("invalid_event", _first_error(exc)) from exc
+    at = to_ms(crm.updated_at) if crm.updated_at else received_ms
+    return {
+        "kind": "traits",
+        "key": _user_key(crm.user_id),
+        "id": crm.record_id or content_id(obj),
+        "ts": at,
+        "ingested": received_ms,
+        "source": crm.source,
+        "set": crm.traits,
+        "unset": [],
+    }
+
+
+def profile_update_record(raw: bytes, received_ms: int) -> TraitsRecord:
+    """A `kairos.profiles` record (schemas.crm.ProfileUpdate) as a traits update."""
+    obj = decode_json(raw)
+    try:
+        update = ProfileUpdate.model_validate(obj)
+    except ValidationError as exc:
+        raise Rejected("invalid_event", _first_error(exc)) from exc
+    if not update.set and not update.unset:
+        raise Rejected("invalid_event", "set: a profile update needs `set` or `unset`")
+    return {
+        "kind": "traits",
+        "key": _user_key(update.user_id),
+        "id": update.update_id or content_id(obj),
+        "ts": to_ms(update.timestamp) if update.timestamp else received_ms,
+        "ingested": received_ms,
+        "source": update.source,
+        "set": update.set,
+        "unset": update.unset,
+    }
+
+
+def _user_key(user_id: str) -> str:
+    try:
+        key = normalize_id(user_id)
+    except InvalidIdentifier as exc:
+        raise Rejected("invalid_identifier", f"user_id: {exc}") from exc
+    if key is None:
+        raise Rejected("invalid_identifier", "user_id: must not be blank")
+    return key
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    path = ".".join(str(part) for part in error["loc"]) or "record"
+    return f"{path}: {error['msg']}"
+
+
+def _ms(value: object) -> int | None:
+    return parse_iso_ms(value) if isinstance(value, str) else None

@@ -1,0 +1,47 @@
+"""Prometheus metrics of a worker. Labels name kinds of things, never users."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+EVENTS_INGESTED = Counter(
+    "kairos_events_ingested_total",
+    "Valid input records accepted by the ingest stage, by Segment type (or crm / profile)",
+    ["type"],
+)
+EVENTS_PROCESSED = Counter(
+    "kairos_events_processed_total",
+    "Records applied to a user's profile, by Segment type (or crm / profile)",
+    ["type"],
+)
+EVENTS_DUPLICATE = Counter(
+    "kairos_events_duplicate_total",
+    "Records dropped because the user's profile had already applied their id",
+)
+EVENTS_INVALID = Counter(
+    "kairos_events_invalid_total",
+    "Input rejected (HTTP 4xx) or dead-lettered, by reason and where it came from",
+    ["reason", "source"],
+)
+PROCESSING_SECONDS = Histogram(
+    "kairos_event_processing_seconds",
+    "Seconds from ingestion (HTTP or input topic) until the event is applied to the profile",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+BATCH_SECONDS = Histogram(
+    "kairos_batch_duration_seconds",
+    "Seconds an agent spends on one batch of records, by stage",
+    ["stage"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+IDENTITY_LINKS = Counter(
+    "kairos_identity_links_total", "anonymousId → userId links made or changed"
+)
+PROFILE_MERGES = Counter(
+    "kairos_profile_merges_total", "Anonymous profiles merged into a known user"
+)
+HTTP_REQUESTS = Counter(
+    "kairos_http_requests_total",
+    "Collector requests by endpoint and status",
+    ["endpoint", "status"],
+)

@@ -1,0 +1,90 @@
+"""Every runtime setting of Kairos, read from `KAIROS_*` environment variables.
+
+This model is the single documented place for configuration (docs/configuration.md lists it);
+nothing else in Kairos reads the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Kairos settings. Each field is read from `KAIROS_<FIELD_NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="KAIROS_", extra="ignore")
+
+    broker: str | None = Field(
+        default=None,
+        description="Kafka bootstrap URL, e.g. kafka://broker:9092. Unset: `kairos dev` "
+        "spawns the embedded broker; `kairos worker` uses kafka://127.0.0.1:9092.",
+    )
+    broker_kind: Literal["kafka", "tansu"] = Field(
+        default="kafka",
+        description="Which broker is behind KAIROS_BROKER. `tansu` (the embedded broker) "
+        "turns on the workarounds its end-offset bug needs.",
+    )
+    app_id: str = Field(default="kairos", description="Faust app id (consumer group).")
+    topic_prefix: str = Field(default="kairos", description="Prefix of every topic name.")
+    partitions: int = Field(default=8, ge=1, le=1024, description="Partitions of every topic.")
+    web_host: str = Field(default="127.0.0.1", description="Interface the HTTP API binds to.")
+    web_port: int = Field(default=6066, ge=1, le=65535, description="Port of the HTTP API.")
+    canonical_url: str | None = Field(
+        default=None,
+        description="URL other workers use to reach this one's HTTP API "
+        "(default http://WEB_HOST:WEB_PORT).",
+    )
+    write_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated Segment write keys accepted by the collector.",
+    )
+    admin_token: str | None = Field(
+        default=None,
+        description="Bearer token for admin endpoints (GET /users/{id}). Unset: they answer 401.",
+    )
+    data_dir: Path = Field(
+        default=Path(".kairos/data"), description="Worker state (RocksDB) directory."
+    )
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        default="at_least_once",
+        description="Faust processing guarantee; exactly_once needs Apache Kafka transactions.",
+    )
+    recent_items: int = Field(default=10, ge=0, le=100, description="Items kept per user.")
+    batch_size: int = Field(default=500, ge=1, description="Most events an agent takes at once.")
+    batch_window: float = Field(
+        default=0.01, gt=0, description="Seconds an agent waits to fill a batch."
+    )
+    fetch_max_wait_ms: int | None = Field(
+        default=None,
+        ge=1,
+        le=5000,
+        description="Longest wait of a consumer fetch on an idle partition (ms). Default: 1500 "
+        "(Faust's) on Apache Kafka, 20 on the embedded broker, which holds fetches that long.",
+    )
+    log_level: Literal["debug", "info", "warn", "error"] = "info"
+
+    @field_validator("write_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @property
+    def broker_url(self) -> str:
+        return self.broker or "kafka://127.0.0.1:9092"
+
+    @property
+    def web_url(self) -> str:
+        return self.canonical_url or f"http://{self.web_host}:{self.web_port}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()

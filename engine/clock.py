@@ -1,0 +1,59 @@
+"""Event time: which instant an event happened at, as integer epoch milliseconds.
+
+Kairos runs on event time so that a replay of a file gives the same windows and the same
+decisions as the live run that saw the same events.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+MS_PER_SECOND = 1000
+MINUTE_MS = 60 * MS_PER_SECOND
+HOUR_MS = 60 * MINUTE_MS
+DAY_MS = 24 * HOUR_MS
+
+
+def to_ms(moment: datetime) -> int:
+    """Epoch milliseconds of an aware datetime (naive means UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * MS_PER_SECOND)
+
+
+def parse_iso_ms(text: str) -> int:
+    """Epoch milliseconds of an ISO 8601 date-time (`Z` or an offset; naive means UTC)."""
+    return to_ms(datetime.fromisoformat(text))
+
+
+def iso(ms: int) -> str:
+    """ISO 8601 in UTC with millisecond precision and a `Z`, as Segment writes timestamps."""
+    moment = datetime.fromtimestamp(ms / MS_PER_SECOND, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def event_time_ms(
+    timestamp: int | None, sent_at: int | None, original: int | None, received_at: int
+) -> int:
+    """When the event happened, corrected for the sender's clock as Segment does.
+
+    With `originalTimestamp` and `sentAt` from the same (possibly wrong) device clock, the event
+    happened `sentAt - originalTimestamp` before the server received it. Otherwise the explicit
+    `timestamp` is trusted, and failing that the receive time.
+    """
+    if original is not None and sent_at is not None:
+        return received_at - (sent_at - original)
+    if timestamp is not None:
+        return timestamp
+    if original is not None:
+        return original
+    return received_at
+
+
+def parse_duration_ms(text: str) -> int:
+    """Milliseconds of a duration written `30s`, `15m`, `24h`, `7d` or `2w`."""
+    units = {"s": MS_PER_SECOND, "m": MINUTE_MS, "h": HOUR_MS, "d": DAY_MS, "w": 7 * DAY_MS}
+    text = text.strip()
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        raise ValueError(f"duration {text!r} is not like 30s, 15m, 24h, 7d or 2w")
+    return int(text[:-1]) * units[text[-1]]

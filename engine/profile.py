@@ -1,0 +1,271 @@
+"""A user's profile state and how each record changes it.
+
+The state is a plain JSON-able dict (Faust stores it as is). Functions here update the state they
+are given in place and return it: the agent reads a fresh copy from the table, applies a batch and
+writes it back once, so nothing else ever sees a half-applied state.
+
+Every record is applied at most once per user: the state remembers the fingerprints of the last
+record ids it applied, so replays of the input after a crash or rebalance, and clients that retry
+with the same messageId, change nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NotRequired, TypedDict, cast
+
+from engine import windows
+from engine.clock import DAY_MS, HOUR_MS, iso
+from engine.events import BEHAVIOURAL_TYPES, event_name, viewed_item
+from engine.identity import is_anonymous_key
+from engine.records import (
+    AbsorbRecord,
+    EventRecord,
+    MergeRecord,
+    TraitsRecord,
+    UserRecord,
+    digest,
+)
+
+#: How many applied record ids a profile remembers to drop duplicates.
+SEEN_LIMIT = 128
+#: How many anonymous ids a profile lists.
+ANONYMOUS_IDS_LIMIT = 20
+#: Trailing windows shown in a profile's counts.
+PROFILE_WINDOWS: dict[str, int] = {
+    "1h": HOUR_MS,
+    "24h": DAY_MS,
+    "7d": 7 * DAY_MS,
+    "30d": 30 * DAY_MS,
+}
+
+
+class Trait(TypedDict):
+    v: Any  # the value; None once unset
+    src: str  # where it came from
+    at: int  # when it was set (event time, epoch ms)
+
+
+class RecentItem(TypedDict):
+    id: str
+    name: NotRequired[str]
+    at: int
+
+
+class UserState(TypedDict, total=False):
+    key: str
+    first_seen: int
+    last_seen: int
+    events: int
+    traits: dict[str, Trait]
+    recent: list[RecentItem]
+    counts: dict[str, windows.Counter]
+    seen: list[str]
+    anonymous_ids: list[str]
+    merged_into: str
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    recent_items: int = 10
+
+
+@dataclass
+class Applied:
+    """What applying one record did: the new state, and records to send on to other users."""
+
+    state: UserState
+    forward: list[UserRecord] = field(default_factory=list)
+    duplicate: bool = False
+
+
+def new_state(key: str) -> UserState:
+    return {"key": key, "events": 0, "traits": {}, "recent": [], "counts": {}, "seen": []}
+
+
+def apply_record(state: UserState | None, record: UserRecord, config: ProfileConfig) -> Applied:
+    """Apply one record to a user's state (None: the user is new)."""
+    if state is None:
+        state = new_state(record["key"])
+    merged_into = state.get("merged_into")
+    if merged_into is not None:
+        return _redirect(state, record, merged_into)
+    if _already_applied(state, record["id"]):
+        return Applied(state, duplicate=True)
+    if record["kind"] == "event":
+        _apply_event(state, record, config)
+    elif record["kind"] == "traits":
+        _apply_traits(state, record)
+    elif record["kind"] == "merge":
+        return _hand_over(state, record)
+    else:
+        _absorb(state, record, config)
+    _remember(state, record["id"])
+    return Applied(state)
+
+
+def _already_applied(state: UserState, record_id: str) -> bool:
+    return digest(record_id) in state.get("seen", ())
+
+
+def _remember(state: UserState, record_id: str) -> None:
+    seen = state.setdefault("seen", [])
+    seen.append(digest(record_id))
+    if len(seen) > SEEN_LIMIT:
+        del seen[: len(seen) - SEEN_LIMIT]
+
+
+def _apply_event(state: UserState, record: EventRecord, config: ProfileConfig) -> None:
+    event = record["event"]
+    at = record["ts"]
+    kind = event.get("type")
+    if kind != "alias":
+        state["first_seen"] = min(state.get("first_seen", at), at)
+        state["last_seen"] = max(state.get("last_seen", at), at)
+    anonymous_id = event.get("anonymousId")
+    if anonymous_id and not is_anonymous_key(state["key"]):
+        _add_anonymous_id(state, str(anonymous_id))
+    if kind == "identify" and isinstance(event.get("traits"), dict):
+        set_traits(state, event["traits"], [], source="identify", at=at)
+    name = event_name(event)
+    if name is not None and kind in BEHAVIOURAL_TYPES:
+        state["events"] = state.get("events", 0) + 1
+        counter = state.setdefault("counts", {}).setdefault(name, {})
+        windows.add(counter, at, state.get("last_seen", at))
+    item = viewed_item(event)
+    if item is not None:
+        _remember_item(state, item[0], item[1], at, config.recent_items)
+
+
+def _apply_traits(state: UserState, record: TraitsRecord) -> None:
+    set_traits(state, record["set"], record["unset"], source=record["source"], at=record["ts"])
+
+
+def set_traits(
+    state: UserState, values: dict[str, Any], unset: list[str], *, source: str, at: int
+) -> None:
+    """Merge traits: for each trait the most recent write wins, whatever its source.
+
+    A write older than the trait's current value is ignored, so sources may arrive in any order
+    (a CRM export from yesterday does not overwrite what the user told us an hour ago).
+    """
+    traits = state.setdefault("traits", {})
+    updates: list[tuple[str, Any]] = [*values.items(), *((name, None) for name in unset)]
+    for name, value in updates:
+        current = traits.get(name)
+        if current is None or at >= current["at"]:
+            traits[name] = {"v": value, "src": source, "at": at}
+
+
+def _remember_item(state: UserState, item_id: str, name: str | None, at: int, limit: int) -> None:
+    recent = [item for item in state.get("recent", []) if item["id"] != item_id]
+    entry: RecentItem = {"id": item_id, "at": at}
+    if name is not None:
+        entry["name"] = name
+    recent.append(entry)
+    recent.sort(key=lambda item: item["at"], reverse=True)
+    state["recent"] = recent[:limit]
+
+
+def _add_anonymous_id(state: UserState, anonymous_id: str) -> None:
+    known = state.setdefault("anonymous_ids", [])
+    if anonymous_id not in known:
+        known.append(anonymous_id)
+        if len(known) > ANONYMOUS_IDS_LIMIT:
+            del known[0]
+
+
+def _hand_over(state: UserState, record: MergeRecord) -> Applied:
+    """An anonymous profile whose visitor is now known: send its state to the user, then redirect.
+
+    The profile keeps only a redirect, so anything still addressed to it follows the user.
+    """
+    into = record["into"]
+    forward: list[UserRecord] = []
+    if state.get("events") or state.get("traits") or state.get("recent"):
+        carried = {name: value for name, value in state.items() if name != "seen"}
+        forward.append(
+            {
+                "kind": "absorb",
+                "key": into,
+                "id": record["id"],
+                "source_key": state["key"],
+                "state": carried,
+            }
+        )
+    redirect: UserState = {"key": state["key"], "merged_into": into}
+    return Applied(redirect, forward)
+
+
+def _redirect(state: UserState, record: UserRecord, into: str) -> Applied:
+    if record["kind"] in ("merge", "absorb"):
+        return Applied(state, duplicate=True)
+    rerouted = cast(UserRecord, {**record, "key": into})
+    return Applied(state, [rerouted])
+
+
+def _absorb(state: UserState, record: AbsorbRecord, config: ProfileConfig) -> None:
+    merge_states(state, record["state"], config)  # type: ignore[arg-type]
+    source_key = record["source_key"]
+    if is_anonymous_key(source_key):
+        _add_anonymous_id(state, source_key.removeprefix("anon:"))
+
+
+def merge_states(into: UserState, other: UserState, config: ProfileConfig) -> UserState:
+    """Fold another profile of the same person into `into`; the order of merges does not matter."""
+    for bound, pick in (("first_seen", min), ("last_seen", max)):
+        values = [s[bound] for s in (into, other) if bound in s]  # type: ignore[literal-required]
+        if values:
+            into[bound] = pick(values)  # type: ignore[literal-required]
+    into["events"] = into.get("events", 0) + other.get("events", 0)
+    traits = into.setdefault("traits", {})
+    for name, trait in other.get("traits", {}).items():
+        current = traits.get(name)
+        if current is None or trait["at"] > current["at"]:
+            traits[name] = trait
+    horizon = into.get("last_seen", 0)
+    counts = into.setdefault("counts", {})
+    for name, counter in other.get("counts", {}).items():
+        windows.merge(counts.setdefault(name, {}), counter, horizon)
+    for item in other.get("recent", []):
+        _remember_item(into, item["id"], item.get("name"), item["at"], config.recent_items)
+    for anonymous_id in other.get("anonymous_ids", []):
+        _add_anonymous_id(into, anonymous_id)
+    return into
+
+
+def profile_view(state: UserState, now_ms: int) -> dict[str, Any]:
+    """The profile as the HTTP API shows it: traits, activity, counts as of `now_ms`."""
+    key = state["key"]
+    if "merged_into" in state:
+        return {"user_id": key, "merged_into": state["merged_into"]}
+    traits = {name: t["v"] for name, t in state.get("traits", {}).items() if t["v"] is not None}
+    sources = {
+        name: {"source": t["src"], "updated_at": iso(t["at"])}
+        for name, t in state.get("traits", {}).items()
+        if t["v"] is not None
+    }
+    counts = {
+        name: {label: windows.count(counter, ms, now_ms) for label, ms in PROFILE_WINDOWS.items()}
+        for name, counter in sorted(state.get("counts", {}).items())
+    }
+    recent = [_item_view(item) for item in state.get("recent", [])]
+    return {
+        "user_id": key,
+        "anonymous": is_anonymous_key(key),
+        "anonymous_ids": list(state.get("anonymous_ids", [])),
+        "first_seen": iso(state["first_seen"]) if "first_seen" in state else None,
+        "last_seen": iso(state["last_seen"]) if "last_seen" in state else None,
+        "events_total": state.get("events", 0),
+        "traits": traits,
+        "trait_sources": sources,
+        "recent_items": recent,
+        "counts": counts,
+    }
+
+
+def _item_view(item: RecentItem) -> dict[str, str]:
+    view = {"id": item["id"], "viewed_at": iso(item["at"])}
+    if "name" in item:
+        view["name"] = item["name"]
+    return view

@@ -82,6 +82,7 @@ def _dev(args: argparse.Namespace) -> int:
     env.setdefault("KAIROS_WRITE_KEYS", DEV_WRITE_KEY)
     env.setdefault("KAIROS_ADMIN_TOKEN", DEV_ADMIN_TOKEN)
     env.setdefault("KAIROS_DATA_DIR", ".kairos/dev")
+    env.setdefault("KAIROS_LOG_LEVEL", "warn")  # Faust's INFO lines would bury the useful output
     broker: EmbeddedBroker | None = None
     if not env.get("KAIROS_BROKER"):
         Path(".kairos").mkdir(exist_ok=True)

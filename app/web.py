@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections import Counter
 
 from faust.exceptions import SameNode
 from faust.web import Request, Response, View
@@ -44,13 +45,15 @@ def profile_key(user_id: str) -> str | None:
 class Health(View):
     async def get(self, request: Request) -> Response:
         assignment = app.assignor.assigned_actives() if app.assignor else set()
+        by_topic = Counter(tp.topic for tp in assignment)
         return self.json(
             {
                 "status": "ok",
                 "app_id": settings.app_id,
                 "url": settings.web_url,
-                "assigned_partitions": len(assignment),
                 "rebalancing": bool(app.rebalancing),
+                "assigned_partitions": len(assignment),
+                "partitions_by_topic": dict(sorted(by_topic.items())),
             }
         )
 

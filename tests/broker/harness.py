@@ -1,0 +1,215 @@
+"""Running Kairos for real in tests: workers as `kairos worker` processes on the session broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from app.broker import EmbeddedBroker, ensure_topics, free_port
+from app.settings import Settings
+from app.topics import all_topics, topic_name
+
+WRITE_KEY = "test-write-key"
+ADMIN_TOKEN = "test-admin-token"
+
+
+@dataclass
+class Worker:
+    """One `kairos worker` process."""
+
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.env['KAIROS_WEB_PORT']}"
+
+    def start(self) -> Worker:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the process writes to it until it stops
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker", "--no-create-topics"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        return self
+
+    def health(self) -> dict[str, Any] | None:
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            answer = httpx.get(f"{self.url}/health", timeout=1)
+            if answer.status_code == 200:
+                return dict(answer.json())
+        return None
+
+    def ready(self) -> bool:
+        health = self.health()
+        return bool(health and health["assigned_partitions"] and not health["rebalancing"])
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited:\n{self.log_tail()}")
+            if self.ready():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"worker not ready in {timeout}s:\n{self.log_tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def log_tail(self, lines: int = 60) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class Kairos:
+    """A Kairos deployment on the test broker: its settings, workers and clients."""
+
+    broker: EmbeddedBroker
+    prefix: str
+    workdir: Path
+    workers: list[Worker] = field(default_factory=list)
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(
+            broker=self.broker.url, app_id=self.prefix, topic_prefix=self.prefix, partitions=8
+        )
+
+    def topic(self, short: str) -> str:
+        return topic_name(self.settings, short)
+
+    def create_topics(self) -> None:
+        ensure_topics(self.broker.url, all_topics(self.settings))
+
+    def add_worker(self, **extra_env: str) -> Worker:
+        index = len(self.workers)
+        env = {
+            **os.environ,
+            "KAIROS_BROKER": self.broker.url,
+            "KAIROS_BROKER_KIND": "tansu",
+            "KAIROS_APP_ID": self.prefix,
+            "KAIROS_TOPIC_PREFIX": self.prefix,
+            "KAIROS_PARTITIONS": "8",
+            "KAIROS_WEB_PORT": str(free_port()),
+            "KAIROS_DATA_DIR": str(self.workdir / f"worker-{index}"),
+            "KAIROS_WRITE_KEYS": WRITE_KEY,
+            "KAIROS_ADMIN_TOKEN": ADMIN_TOKEN,
+            "KAIROS_LOG_LEVEL": "info",
+            **extra_env,
+        }
+        worker = Worker(env, self.workdir / f"worker-{index}.log").start()
+        self.workers.append(worker)
+        return worker
+
+    @property
+    def url(self) -> str:
+        return self.workers[0].url
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+    # --- clients -------------------------------------------------------------------------
+
+    def collect(
+        self,
+        path: str,
+        body: Any,
+        *,
+        key: str | None = WRITE_KEY,
+        url: str | None = None,
+    ) -> httpx.Response:
+        """POST a Segment payload to the collector (of the first worker unless `url` says)."""
+        auth = (key, "") if key is not None else None
+        return httpx.post(f"{url or self.url}{path}", json=body, auth=auth, timeout=10)
+
+    def profile(self, user_id: str, url: str | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        return httpx.get(f"{url or self.url}/users/{user_id}", headers=headers, timeout=10)
+
+    def wait_profile(
+        self,
+        user_id: str,
+        until: Callable[[dict[str, Any]], bool] = lambda _: True,
+        timeout: float = 15,
+        url: str | None = None,
+    ) -> dict[str, Any]:
+        """The user's profile once `until` holds for it (fails after `timeout` seconds)."""
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            answer = self.profile(user_id, url)
+            if answer.status_code == 200:
+                last = answer.json()
+                if until(last):
+                    return dict(last)
+            time.sleep(0.05)
+        raise AssertionError(f"profile {user_id!r} never matched; last seen: {last}")
+
+    def produce(self, short_topic: str, values: list[bytes], key: bytes | None = None) -> None:
+        async def send() -> None:
+            producer = AIOKafkaProducer(bootstrap_servers=self.broker.bootstrap)
+            await producer.start()
+            try:
+                for value in values:
+                    await producer.send_and_wait(self.topic(short_topic), value, key=key)
+            finally:
+                await producer.stop()
+
+        asyncio.run(send())
+
+    def read_topic(self, short_topic: str, idle: float = 1.0) -> list[Any]:
+        """Every record of a topic so far, in partition and offset order."""
+        return read_all(self.broker.bootstrap, self.topic(short_topic), idle)
+
+
+def read_all(bootstrap: str, topic: str, idle: float = 1.0) -> list[Any]:
+    async def read() -> list[Any]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        try:
+            partitions = consumer.partitions_for_topic(topic) or set()
+            consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+            records: list[Any] = []
+            while True:
+                batch = await consumer.getmany(timeout_ms=int(idle * 1000))
+                if not batch:
+                    return records
+                for messages in batch.values():
+                    records.extend(messages)
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
+
+
+def json_values(records: list[Any]) -> list[Any]:
+    return [orjson.loads(record.value) for record in records]

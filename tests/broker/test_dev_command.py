@@ -1,0 +1,108 @@
+"""`kairos dev` (what `make run` runs): broker, worker, API; Ctrl-C leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from app.broker import EmbeddedBroker, free_port
+from app.cli import DEV_ADMIN_TOKEN, DEV_WRITE_KEY
+
+
+def processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
+def start_dev(tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str], str, float]:
+    port = free_port()
+    environment = {**os.environ, "KAIROS_WEB_PORT": str(port), **env}
+    for name in ("KAIROS_WRITE_KEYS", "KAIROS_ADMIN_TOKEN"):
+        environment.pop(name, None)
+    started = time.monotonic()
+    dev = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "dev"],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = []
+    assert dev.stdout is not None
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = dev.stdout.readline()
+        output.append(line)
+        if "Ctrl-C stops" in line:
+            return dev, "".join(output), time.monotonic() - started
+        if not line and dev.poll() is not None:
+            break
+    dev.kill()
+    raise AssertionError("kairos dev never became ready:\n" + "".join(output[-40:]))
+
+
+def stop_with_ctrl_c(dev: subprocess.Popen[str]) -> None:
+    dev.send_signal(signal.SIGINT)
+    dev.wait(timeout=40)
+
+
+def test_dev_starts_broker_and_worker_prints_credentials_and_ctrl_c_stops_everything(
+    tmp_path: Path,
+) -> None:
+    dev, output, seconds = start_dev(tmp_path)
+    try:
+        broker_address = re.search(r"embedded broker on (127\.0\.0\.1:\d+)", output)
+        assert broker_address, output
+        url = re.search(r"HTTP API on (http://\S+)", output)
+        assert url, output
+        assert DEV_WRITE_KEY in output and DEV_ADMIN_TOKEN in output
+        print(f"kairos dev ready in {seconds:.1f}s")
+
+        event = {"userId": "dev-user", "event": "Tried Kairos"}
+        answer = httpx.post(f"{url[1]}/v1/track", json=event, auth=(DEV_WRITE_KEY, ""))
+        assert answer.status_code == 200
+        headers = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
+        deadline = time.monotonic() + 15
+        while httpx.get(f"{url[1]}/users/dev-user", headers=headers).status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        stop_with_ctrl_c(dev)
+
+    host, port = broker_address[1].split(":")
+    with socket.socket() as probe:
+        assert probe.connect_ex((host, int(port))) != 0, "the broker still listens"
+    assert processes_mentioning(f"tcp://{broker_address[1]}") == []
+    assert dev.returncode == 0
+
+
+def test_dev_with_kairos_broker_set_spawns_no_broker(tmp_path: Path) -> None:
+    with EmbeddedBroker() as external:
+        dev, output, _ = start_dev(
+            tmp_path,
+            KAIROS_BROKER=external.url,
+            KAIROS_BROKER_KIND="tansu",
+            KAIROS_DATA_DIR=str(tmp_path / "data"),
+        )
+        try:
+            assert "embedded broker on" not in output
+        finally:
+            stop_with_ctrl_c(dev)
+        assert external.process is not None and external.process.poll() is None

@@ -7,6 +7,7 @@ Normalizing here, once, is what lets a CRM record for ` Ada@Example.com ` and a 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 #: Keys of visitors known only by an anonymousId carry this prefix, so they never collide with
@@ -29,12 +30,14 @@ def normalize_id(raw: object) -> str | None:
     """
     if raw is None or isinstance(raw, bool):
         return None
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)  # as the Segment schema stringifies 42.0: "42"
     text = str(raw).strip()
     if not text:
         return None
     if len(text) > MAX_ID_LENGTH:
         raise InvalidIdentifier(f"identifier longer than {MAX_ID_LENGTH} characters")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+    if any(unicodedata.category(ch) == "Cc" for ch in text):
         raise InvalidIdentifier("identifier contains control characters")
     if _EMAIL.fullmatch(text):
         return text.lower()

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NotRequired, TypedDict, cast
 
+import orjson
+
 from engine import windows
 from engine.clock import DAY_MS, HOUR_MS, iso
 from engine.events import BEHAVIOURAL_TYPES, event_name, viewed_item
@@ -152,12 +154,29 @@ def set_traits(
     traits = state.setdefault("traits", {})
     updates: list[tuple[str, Any]] = [*values.items(), *((name, None) for name in unset)]
     for name, value in updates:
-        current = traits.get(name)
-        if current is None or at >= current["at"]:
-            traits[name] = {"v": value, "src": source, "at": at}
+        _keep_newest(traits, name, {"v": value, "src": source, "at": at})
+
+
+def _keep_newest(traits: dict[str, Trait], name: str, candidate: Trait) -> None:
+    """Keep the newer of the current and the candidate value of a trait.
+
+    Writes at the same instant are ordered by source and value, so that whichever order two
+    profiles or two sources arrive in, the same value wins.
+    """
+    current = traits.get(name)
+    if current is None or _trait_order(candidate) >= _trait_order(current):
+        traits[name] = candidate
+
+
+def _trait_order(trait: Trait) -> tuple[int, str, bytes]:
+    return trait["at"], trait["src"], orjson.dumps(trait["v"], option=orjson.OPT_SORT_KEYS)
 
 
 def _remember_item(state: UserState, item_id: str, name: str | None, at: int, limit: int) -> None:
+    """Note a view of an item; an item viewed several times is listed once, at its latest view."""
+    earlier = [item for item in state.get("recent", []) if item["id"] == item_id]
+    if earlier and earlier[0]["at"] > at:
+        return  # a late, older view says nothing new
     recent = [item for item in state.get("recent", []) if item["id"] != item_id]
     entry: RecentItem = {"id": item_id, "at": at}
     if name is not None:
@@ -182,8 +201,9 @@ def _hand_over(state: UserState, record: MergeRecord) -> Applied:
     """
     into = record["into"]
     forward: list[UserRecord] = []
-    if state.get("events") or state.get("traits") or state.get("recent"):
-        carried = {name: value for name, value in state.items() if name != "seen"}
+    if any(state.get(field) for field in ("events", "traits", "recent", "first_seen")):
+        # `seen` travels too: a record the visitor's profile applied must stay applied once.
+        carried = dict(state)
         forward.append(
             {
                 "kind": "absorb",
@@ -220,17 +240,21 @@ def merge_states(into: UserState, other: UserState, config: ProfileConfig) -> Us
     into["events"] = into.get("events", 0) + other.get("events", 0)
     traits = into.setdefault("traits", {})
     for name, trait in other.get("traits", {}).items():
-        current = traits.get(name)
-        if current is None or trait["at"] > current["at"]:
-            traits[name] = trait
+        _keep_newest(traits, name, trait)
     horizon = into.get("last_seen", 0)
     counts = into.setdefault("counts", {})
-    for name, counter in other.get("counts", {}).items():
-        windows.merge(counts.setdefault(name, {}), counter, horizon)
+    for name in {*counts, *other.get("counts", {})}:
+        windows.merge(counts.setdefault(name, {}), other.get("counts", {}).get(name, {}), horizon)
     for item in other.get("recent", []):
         _remember_item(into, item["id"], item.get("name"), item["at"], config.recent_items)
     for anonymous_id in other.get("anonymous_ids", []):
         _add_anonymous_id(into, anonymous_id)
+    for fingerprint in other.get("seen", []):
+        if fingerprint not in into.get("seen", ()):
+            into.setdefault("seen", []).append(fingerprint)
+    seen = into.get("seen", [])
+    if len(seen) > SEEN_LIMIT:
+        del seen[: len(seen) - SEEN_LIMIT]
     return into
 
 

@@ -82,9 +82,9 @@ def merge(into: Counter, other: Counter, horizon_ms: int) -> Counter:
 
 def count(counter: Counter | None, window_ms: int, now_ms: int) -> int:
     """Events in the trailing window (now - window_ms, now], rounded out to whole buckets."""
+    tier = tier_for(window_ms)
     if not counter:
         return 0
-    tier = tier_for(window_ms)
     first = (now_ms - window_ms) // tier.bucket_ms
     last = now_ms // tier.bucket_ms
     return sum(n for slot, n in counter.get(tier.name, {}).items() if first <= int(slot) <= last)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
 from faust import Stream
+from faust.streams import _current_event
 from faust.types import EventT, StreamT
 
 from app.faust_app import settings
@@ -13,17 +15,20 @@ from app.faust_app import settings
 
 async def batches(stream: StreamT[Any]) -> AsyncIterator[list[EventT[Any]]]:
     """The stream in batches: Faust's per-message cost is paid once per batch, not per event."""
-    async for batch in cast(Stream[Any], stream).take_events(
-        settings.batch_size, within=settings.batch_window
-    ):
+    batched = cast(Stream[Any], stream).take_events
+    async for batch in batched(settings.batch_size, within=settings.batch_window):
         yield list(batch)
 
 
-def focus(stream: StreamT[Any], event: EventT[Any]) -> None:
-    """Make `event` the stream's current event before touching a table for its key.
+def focus(event: EventT[Any]) -> None:
+    """Make `event` current for table access by this task, before touching a table for its key.
 
     In a batch Faust does not know which event a table access belongs to, and its RocksDB store
     reads from (and its changelog writes to) the partition of the current event: reading a key
     while another partition's event is current finds nothing.
+
+    Only the task-local context variable is set. `Stream._set_current_event` would also set the
+    stream's `current_event`, which `take_events` reads from its background task to pair the next
+    buffered value with its event: overwriting it there duplicated some events and lost others.
     """
-    cast(Stream[Any], stream)._set_current_event(event)
+    _current_event.set(weakref.ref(event))

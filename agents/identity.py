@@ -31,7 +31,7 @@ async def resolve_identities(stream: StreamT[Any]) -> None:
             try:
                 record: EventRecord = orjson.loads(event.message.value or b"")
                 identity = record["key"]
-                focus(stream, event)
+                focus(event)
                 resolution = resolve(record["event"], identity_links.get(identity))
             except (ValueError, KeyError, TypeError) as exc:
                 await dead_letter(event, IDENTITY, "processing_error", f"identity: {exc!r}")

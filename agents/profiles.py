@@ -55,7 +55,7 @@ async def update_profiles(stream: StreamT[Any]) -> None:
                 await dead_letter(event, USERS, "processing_error", f"undecodable: {exc!r}")
         now = time.time()
         for key, items in by_user.items():
-            focus(stream, items[-1][0])
+            focus(items[-1][0])
             state: UserState | None = profiles.get(key)
             changed = False
             for event, record in items:

@@ -174,11 +174,13 @@ class Kairos:
 
     def produce(self, short_topic: str, values: list[bytes], key: bytes | None = None) -> None:
         async def send() -> None:
-            producer = AIOKafkaProducer(bootstrap_servers=self.broker.bootstrap)
+            producer = AIOKafkaProducer(bootstrap_servers=self.broker.bootstrap, linger_ms=5)
             await producer.start()
             try:
-                for value in values:
-                    await producer.send_and_wait(self.topic(short_topic), value, key=key)
+                # In order, pipelined: all sent before any is awaited, like a real producer.
+                sent = [await producer.send(self.topic(short_topic), v, key=key) for v in values]
+                for delivery in sent:
+                    await delivery
             finally:
                 await producer.stop()
 

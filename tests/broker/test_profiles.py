@@ -149,3 +149,30 @@ def test_events_with_the_same_message_id_count_once(kairos: Kairos) -> None:
     profile = kairos.wait_profile(user, lambda p: "Marker" in p["counts"])
     assert profile["counts"]["Order Completed"]["1h"] == 1
     assert profile["events_total"] == 2
+
+
+def test_a_burst_of_events_is_applied_exactly_once_each(kairos: Kairos) -> None:
+    """Batches under load: no event lost or doubled between the agents (a take_events race)."""
+    run = unique("burst")
+    users = [f"{run}-{i}" for i in range(200)]
+    expected = {user: 0 for user in users}
+    events = []
+    for i in range(3000):
+        user = users[(i * 7919) % len(users)]
+        expected[user] += 1
+        events.append(
+            orjson.dumps(
+                {"type": "track", "userId": user, "event": "Burst", "messageId": f"{run}-{i}"}
+            )
+        )
+    kairos.produce("events", events)
+
+    last = users[(2999 * 7919) % len(users)]
+    kairos.wait_profile(last, lambda p: p["events_total"] == expected[last], timeout=60)
+    counts = {
+        user: kairos.wait_profile(
+            user, lambda p: p["events_total"] >= expected[p["user_id"]], timeout=30
+        )["events_total"]
+        for user in users
+    }
+    assert counts == expected

@@ -1,0 +1,122 @@
+"""How many events per second one Kairos worker turns into profiles, on the embedded broker.
+
+    python -m bench.ingest [--events 20000] [--users 1000] [--envelope 100]
+
+Starts its own broker and worker, writes Segment track events to `kairos.events` (one event per
+record, or envelopes of many as the HTTP collector writes), and measures from the first write until
+the worker's `kairos_events_processed_total` reaches the count. Prints the figures and writes them
+as JSON to bench/results/ingest.json. A benchmark, not a test: it asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from app.broker import EmbeddedBroker
+from tests.broker.harness import Kairos
+
+EVENT_NAMES = ["Product Viewed", "Product Added", "Page Viewed", "Order Completed", "Signed In"]
+
+
+def make_events(count: int, users: int, seed: int = 7) -> list[dict[str, object]]:
+    rng = random.Random(seed)
+    return [
+        {
+            "type": "track",
+            "userId": f"user-{rng.randrange(users)}",
+            "event": rng.choice(EVENT_NAMES),
+            "messageId": f"bench-{i}",
+            "properties": {"product_id": f"P{rng.randrange(200)}", "price": rng.randrange(5, 500)},
+        }
+        for i in range(count)
+    ]
+
+
+async def produce(
+    bootstrap: str, topic: str, events: list[dict[str, object]], envelope: int
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=65536)
+    await producer.start()
+    try:
+        if envelope <= 1:
+            payloads = [orjson.dumps(event) for event in events]
+        else:
+            payloads = [
+                orjson.dumps({"batch": events[i : i + envelope]})
+                for i in range(0, len(events), envelope)
+            ]
+        for payload in payloads:
+            await producer.send(topic, payload)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def processed(url: str) -> float:
+    total = 0.0
+    for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
+        if line.startswith("kairos_events_processed_total{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def run(events: int, users: int, envelope: int) -> dict[str, object]:
+    workdir = Path(tempfile.mkdtemp(prefix="kairos-bench-"))
+    with EmbeddedBroker(log_file=workdir / "broker.log") as broker:
+        kairos = Kairos(broker, "bench", workdir)
+        kairos.create_topics()
+        worker = kairos.add_worker(KAIROS_LOG_LEVEL="warn")
+        worker.wait_ready()
+        data = make_events(events, users)
+        started = time.monotonic()
+        asyncio.run(produce(broker.bootstrap, kairos.topic("events"), data, envelope))
+        produced = time.monotonic() - started
+        while processed(worker.url) < events:
+            if time.monotonic() - started > 600:
+                raise SystemExit("the worker did not process every event in 10 minutes")
+            time.sleep(0.1)
+        elapsed = time.monotonic() - started
+        kairos.stop()
+    return {
+        "events": events,
+        "users": users,
+        "events_per_record": envelope,
+        "produce_seconds": round(produced, 2),
+        "seconds": round(elapsed, 2),
+        "events_per_second": round(events / elapsed),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--users", type=int, default=1_000)
+    parser.add_argument("--envelope", type=int, nargs="*", default=[1, 100])
+    args = parser.parse_args()
+    results = []
+    for envelope in args.envelope:
+        result = run(args.events, args.users, envelope)
+        print(
+            f"{result['events']} events, {result['users']} users, "
+            f"{result['events_per_record']} per record: {result['events_per_second']} events/s "
+            f"({result['seconds']} s)",
+            flush=True,
+        )
+        results.append(result)
+    out = Path("bench/results")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ingest.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -38,7 +38,7 @@ def _label(record: UserRecord) -> str:
     if record["kind"] == "event":
         return str(record["event"].get("type", "event"))
     if record["kind"] == "traits":
-        return "crm" if record["source"] not in ("profiles", "identify") else "profile"
+        return record.get("origin", "traits")
     return record["kind"]
 
 

@@ -129,6 +129,7 @@ def crm_record(raw: bytes, received_ms: int) -> TraitsRecord:
         "source": crm.source,
         "set": crm.traits,
         "unset": [],
+        "origin": "crm",
     }
 
 
@@ -150,6 +151,7 @@ def profile_update_record(raw: bytes, received_ms: int) -> TraitsRecord:
         "source": update.source,
         "set": update.set,
         "unset": update.unset,
+        "origin": "profile",
     }
 
 

@@ -66,7 +66,9 @@ class Settings(BaseSettings):
         description="Longest wait of a consumer fetch on an idle partition (ms). Default: 1500 "
         "(Faust's) on Apache Kafka, 20 on the embedded broker, which holds fetches that long.",
     )
-    log_level: Literal["debug", "info", "warn", "error"] = "info"
+    log_level: Literal["debug", "info", "warn", "error"] = Field(
+        default="info", description="Worker log level. `kairos dev` runs its worker at `warn`."
+    )
 
     @field_validator("write_keys", mode="before")
     @classmethod

@@ -26,9 +26,10 @@ class TraitsRecord(TypedDict):
     id: str
     ts: int
     ingested: int
-    source: str  # where the traits come from: identify, a CRM's name, profiles
+    source: str  # where the traits come from, as the producer names it (a CRM's name, ...)
     set: dict[str, Any]
     unset: list[str]
+    origin: NotRequired[Literal["crm", "profile"]]  # the input topic it came from
 
 
 class MergeRecord(TypedDict):

@@ -291,6 +291,7 @@ def test_a_crm_record_becomes_a_traits_record_of_its_user() -> None:
         "source": "crm",
         "set": {"plan": "pro"},
         "unset": [],
+        "origin": "crm",
     }
 
 
@@ -367,6 +368,7 @@ def test_a_profile_update_sets_and_unsets_traits() -> None:
         "source": "profiles",
         "set": {"plan": "team"},
         "unset": ["trial_ends"],
+        "origin": "profile",
     }
 
 

@@ -16,22 +16,24 @@ from faust.types import EventT, StreamT
 
 from agents.batching import batches, focus
 from agents.dead_letters import dead_letter
-from app.faust_app import app, settings, users_topic
+from app.faust_app import app, rulebook, triggers_topic, users_topic
 from app.metrics import (
     BATCH_SECONDS,
     EVENTS_DUPLICATE,
     EVENTS_PROCESSED,
     PROCESSING_SECONDS,
     PROFILE_MERGES,
+    TEMPLATE_FALLBACKS,
+    TRIGGERS_PUBLISHED,
+    TRIGGERS_SUPPRESSED,
 )
 from app.topics import USERS
-from engine.profile import ProfileConfig, UserState, apply_record
+from engine.profile import UserState
 from engine.records import UserRecord
+from engine.rules import RENDER_FAILED, Outcome, process
 from tables.profiles import profiles
 
 log = logging.getLogger(__name__)
-
-config = ProfileConfig(recent_items=settings.recent_items)
 
 
 def _label(record: UserRecord) -> str:
@@ -60,12 +62,16 @@ async def update_profiles(stream: StreamT[Any]) -> None:
             changed = False
             for event, record in items:
                 try:
-                    applied = apply_record(state, record, config)
+                    outcome = process(state, record, rulebook)
                 except Exception as exc:  # one bad record must not stop its partition
                     log.exception("profile update failed")
                     await dead_letter(event, USERS, "processing_error", f"profile: {exc!r}")
                     continue
+                applied = outcome.applied
                 state = applied.state
+                # Triggers go out before the state that remembers them is written: a crash in
+                # between re-sends them with the same ids rather than losing them.
+                await _publish(outcome)
                 if applied.duplicate:
                     EVENTS_DUPLICATE.inc()
                     continue
@@ -81,3 +87,17 @@ async def update_profiles(stream: StreamT[Any]) -> None:
             if changed and state is not None:
                 profiles[key] = state
         BATCH_SECONDS.labels(stage="profiles").observe(time.perf_counter() - started)
+
+
+async def _publish(outcome: Outcome) -> None:
+    for trigger in outcome.triggers:
+        data = trigger["data"]
+        await triggers_topic.send(key=trigger["subject"].encode(), value=orjson.dumps(trigger))
+        TRIGGERS_PUBLISHED.labels(rule=data["rule_id"], channel=data["channel"]).inc()
+        if data["explanation"]["content_source"] != "content":
+            TEMPLATE_FALLBACKS.labels(rule=data["rule_id"]).inc()
+            log.warning("rule %s: content failed to render; sent its fallback", data["rule_id"])
+    for held in outcome.suppressed:
+        TRIGGERS_SUPPRESSED.labels(rule=held.rule_id, reason=held.reason).inc()
+        if held.reason == RENDER_FAILED:
+            log.warning("rule %s: content failed to render and has no fallback", held.rule_id)

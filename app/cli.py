@@ -99,7 +99,11 @@ def _dev(args: argparse.Namespace) -> int:
         env=env,
         start_new_session=True,  # Ctrl-C reaches `kairos dev`, which stops the worker in order
     )
-    stop = _stopper(worker, broker)
+    # Every published trigger is printed as it happens, by `kairos triggers` on the same broker.
+    printer = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "triggers"], env=env, start_new_session=True
+    )
+    stop = _stopper([printer, worker], broker)
     signal.signal(signal.SIGTERM, lambda *_: stop())
     try:
         if _wait_ready(settings.web_url, worker, timeout=60):
@@ -124,16 +128,20 @@ def _settings_from(env: dict[str, str]) -> dict[str, str]:
     }
 
 
-def _stopper(worker: subprocess.Popen[bytes], broker: EmbeddedBroker | None) -> Callable[[], None]:
+def _stopper(
+    children: list[subprocess.Popen[bytes]], broker: EmbeddedBroker | None
+) -> Callable[[], None]:
     def stop() -> None:
-        if worker.poll() is None:
+        if any(child.poll() is None for child in children):
             print("\nstopping the worker...", flush=True)
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+                try:
+                    child.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
         if broker is not None:
             broker.stop()
             print("embedded broker stopped", flush=True)
@@ -163,6 +171,126 @@ Ctrl-C stops the worker and the broker.
     )
 
 
+def _rules_schema(args: argparse.Namespace) -> int:
+    """Print the JSON Schema of rule files (committed as docs/rules.schema.json)."""
+    from schemas.rules import rule_file_schema
+
+    print(json.dumps(rule_file_schema(), indent=2))
+    return 0
+
+
+def _rules_check(args: argparse.Namespace) -> int:
+    """Validate and lint rules; exit 1 on errors (and on warnings with --strict)."""
+    from engine.lint import lint, sample_stats
+
+    from app.rule_files import load_rulebook
+    from app.settings import get_settings
+    from engine.rules import RuleSetError
+
+    path = args.path or get_settings().rules
+    try:
+        book = load_rulebook(path)
+    except RuleSetError as exc:
+        print(f"{exc}", file=sys.stderr)
+        print("rules check: invalid", file=sys.stderr)
+        return 1
+    stats = sample_stats(_jsonl(args.sample)) if args.sample else None
+    findings = lint(book, stats)
+    for finding in findings:
+        print(f"{path}: {finding}")
+    errors = [f for f in findings if f.severity == "error"]
+    warnings = [f for f in findings if f.severity == "warning"]
+    print(
+        f"rules check: {len(book.rules)} rules, {len(errors)} errors, {len(warnings)} warnings",
+        file=sys.stderr,
+    )
+    return 1 if errors or (args.strict and warnings) else 0
+
+
+def _jsonl(path: Path) -> list[bytes]:
+    with open(path, "rb") as lines:
+        return [line for line in lines if line.strip()]
+
+
+def _replay(args: argparse.Namespace) -> int:
+    """Run the rules over a JSONL file of Segment events offline, on event time."""
+    from app.replay import diff, replay
+    from app.rule_files import load_rulebook
+    from app.settings import get_settings
+    from engine.rules import RuleSetError
+    from schemas.triggers import trigger_line
+
+    rules = args.rules or get_settings().rules
+    lines = _jsonl(args.events)
+    try:
+        book = load_rulebook(rules)
+        other = load_rulebook(args.diff) if args.diff else None
+    except RuleSetError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    progress = _progress(len(lines)) if sys.stderr.isatty() and len(lines) >= 1000 else None
+    result = replay(lines, book, progress)
+    if progress is not None:
+        progress(len(lines))
+        print(file=sys.stderr)
+    if other is not None:
+        added, removed = diff(result, replay(lines, other))
+        for trigger in added:
+            print(f"+ {trigger_line(trigger)}")
+        for trigger in removed:
+            print(f"- {trigger_line(trigger)}")
+        print(f"diff: {len(added)} added, {len(removed)} removed by {args.diff}", file=sys.stderr)
+        return 0
+    for trigger in result.triggers:
+        print(orjson_line(trigger) if args.json else trigger_line(trigger))
+        if args.explain and not args.json:
+            for line in trigger["data"]["explanation"]["conditions"]:
+                print(f"    {line}")
+    for held in result.suppressed:
+        if args.json:
+            print(json.dumps({"suppressed": held.as_dict()}))
+        else:
+            print(
+                f"suppressed ({held.reason})  {held.type}  user={held.user_id}  rule={held.rule_id}"
+            )
+    for number, reason in result.rejected:
+        print(f"line {number}: rejected: {reason}", file=sys.stderr)
+    print(
+        f"replay: {result.events} events, {len(result.triggers)} triggers, "
+        f"{len(result.suppressed)} suppressed, {len(result.rejected)} rejected",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def orjson_line(value: object) -> str:
+    import orjson
+
+    return orjson.dumps(value).decode()
+
+
+def _progress(total: int) -> Callable[[int], None]:
+    def show(done: int) -> None:
+        width = 30
+        filled = int(width * done / total)
+        bar = "#" * filled + "." * (width - filled)
+        print(f"\r[{bar}] {done}/{total} lines", end="", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _triggers(args: argparse.Namespace) -> int:
+    """Print triggers as they are published on kairos.triggers (Ctrl-C stops)."""
+    import asyncio
+
+    from app.settings import get_settings
+    from app.trigger_tail import tail
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(tail(get_settings(), from_beginning=args.from_beginning, as_json=args.json))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kairos", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -179,6 +307,31 @@ def build_parser() -> argparse.ArgumentParser:
     broker = commands.add_parser("broker", help="only the embedded broker, with the topics")
     broker.add_argument("--port", type=int, default=9092)
     broker.set_defaults(run=_broker)
+
+    rules = commands.add_parser("rules", help="rule files: JSON Schema, validation and lint")
+    rules_commands = rules.add_subparsers(dest="rules_command", required=True)
+    schema = rules_commands.add_parser("schema", help="print the JSON Schema of rule files")
+    schema.set_defaults(run=_rules_schema)
+    check = rules_commands.add_parser("check", help="validate and lint rules (exit 1 on errors)")
+    check.add_argument("path", nargs="?", type=Path, help="rule file or folder (KAIROS_RULES)")
+    check.add_argument("--sample", type=Path, help="JSONL of Segment events to lint against")
+    check.add_argument("--strict", action="store_true", help="warnings fail the check too")
+    check.set_defaults(run=_rules_check)
+
+    replay = commands.add_parser("replay", help="run the rules over a JSONL file of events")
+    replay.add_argument("events", type=Path, help="JSONL: one Segment event (or batch) per line")
+    replay.add_argument("--rules", type=Path, help="rule file or folder (KAIROS_RULES)")
+    replay.add_argument("--explain", action="store_true", help="print each condition's value")
+    replay.add_argument("--json", action="store_true", help="print triggers as CloudEvents JSON")
+    replay.add_argument(
+        "--diff", type=Path, metavar="OTHER_RULES", help="show what OTHER_RULES adds or removes"
+    )
+    replay.set_defaults(run=_replay)
+
+    triggers = commands.add_parser("triggers", help="print triggers as they are published")
+    triggers.add_argument("--from-beginning", action="store_true", help="from the first trigger")
+    triggers.add_argument("--json", action="store_true", help="print the CloudEvents JSON")
+    triggers.set_defaults(run=_triggers)
     return parser
 
 

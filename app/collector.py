@@ -13,6 +13,7 @@ import base64
 import binascii
 import hmac
 import time
+import uuid
 import zlib
 from typing import Any
 
@@ -120,15 +121,33 @@ async def collect(request: Request, endpoint: str, event_type: str | None) -> di
     for obj, where in _events(body, event_type):
         if isinstance(obj, dict):
             obj = {k: v for k, v in obj.items() if k != "writeKey"}
+            # As Segment's API: a request without messageId is a new event. (On input topics a
+            # missing id is derived from the content instead, so that a replay gives the same id.)
+            if not obj.get("messageId"):
+                obj["messageId"] = str(uuid.uuid4())
         try:
             records.append(event_record(obj, received, where=where, default_type=event_type))
         except Rejected as exc:
             status = 413 if exc.code == "too_large" else 400
             raise HttpError(status, exc.reason, exc.code) from exc
-    # One envelope per request: one Kafka record however many events (the ingest agent splits it).
-    envelope = {"batch": [record["event"] for record in records]}
-    await (await events_topic.send(value=orjson.dumps(envelope)))
+    # One envelope per partition: all events of one identity go to the same partition, so they
+    # are ingested in the order they were sent, and a request costs at most one Kafka record per
+    # partition however many events it holds (the ingest agent splits envelopes).
+    envelopes: dict[int, list[dict[str, Any]]] = {}
+    for record in records:
+        envelopes.setdefault(identity_partition(record["key"]), []).append(record["event"])
+    sent = [
+        await events_topic.send(value=orjson.dumps({"batch": batch}), partition=partition)
+        for partition, batch in envelopes.items()
+    ]
+    for delivery in sent:
+        await delivery
     return {"success": True}
+
+
+def identity_partition(identity: str) -> int:
+    """The `kairos.events` partition of an identity: stable, so its events stay in order."""
+    return zlib.crc32(identity.encode("utf-8", "surrogatepass")) % settings.partitions
 
 
 def _collector_view(endpoint: str, event_type: str | None) -> type[View]:

@@ -11,10 +11,13 @@ import faust
 from app import topics
 from app.broker import bootstrap_of
 from app.fetch_wait import limit_fetch_wait
+from app.rule_files import load_rulebook
 from app.settings import get_settings
 
 settings = get_settings()
 settings.data_dir.mkdir(parents=True, exist_ok=True)
+#: The rules, validated and compiled once at start: a worker with invalid rules does not start.
+rulebook = load_rulebook(settings.rules, recent_items=settings.recent_items)
 
 _tansu = settings.broker_kind == "tansu"
 limit_fetch_wait(settings.fetch_max_wait_ms or (20 if _tansu else 1500))
@@ -60,6 +63,7 @@ events_topic = _topic(topics.EVENTS, "raw")
 crm_topic = _topic(topics.CRM, "raw")
 profiles_topic = _topic(topics.PROFILES, "raw")
 dlq_topic = _topic(topics.DLQ, "raw")
+triggers_topic = _topic(topics.TRIGGERS, "raw")
 # Internal topics are keyed with the tables' JSON key serializer, so that `table_route` finds a
 # user's owner from the same bytes the producer partitioned by.
 identity_topic = _topic(topics.IDENTITY, "json")

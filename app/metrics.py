@@ -40,6 +40,21 @@ IDENTITY_LINKS = Counter(
 PROFILE_MERGES = Counter(
     "kairos_profile_merges_total", "Anonymous profiles merged into a known user"
 )
+TRIGGERS_PUBLISHED = Counter(
+    "kairos_triggers_published_total",
+    "Triggers published, by rule and channel",
+    ["rule", "channel"],
+)
+TRIGGERS_SUPPRESSED = Counter(
+    "kairos_triggers_suppressed_total",
+    "Triggers a rule fired but the contact policy or a failed template held back, by reason",
+    ["rule", "reason"],
+)
+TEMPLATE_FALLBACKS = Counter(
+    "kairos_template_fallbacks_total",
+    "Triggers published with the rule's fallback content because a template failed",
+    ["rule"],
+)
 HTTP_REQUESTS = Counter(
     "kairos_http_requests_total",
     "Collector requests by endpoint and status",

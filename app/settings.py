@@ -54,6 +54,10 @@ class Settings(BaseSettings):
         default="at_least_once",
         description="Faust processing guarantee; exactly_once needs Apache Kafka transactions.",
     )
+    rules: Path = Field(
+        default=Path("examples/rules"),
+        description="Rule file, or folder of *.yaml rule files, loaded at start.",
+    )
     recent_items: int = Field(default=10, ge=0, le=100, description="Items kept per user.")
     batch_size: int = Field(default=500, ge=1, description="Most events an agent takes at once.")
     batch_window: float = Field(

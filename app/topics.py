@@ -23,6 +23,8 @@ IDENTITY = "identity"
 USERS = "users"
 #: Output: records that failed validation, with the reason (schemas/dlq.py).
 DLQ = "dlq"
+#: Output: triggers for messaging systems, CloudEvents keyed by user id (schemas/triggers.py).
+TRIGGERS = "triggers"
 
 INPUTS = (EVENTS, CRM, PROFILES)
 
@@ -45,7 +47,7 @@ def topic_name(settings: Settings, short: str) -> str:
 def all_topics(settings: Settings) -> list[TopicSpec]:
     """Every topic a worker needs before it starts: ours, the changelogs, Faust's assignor."""
     n = settings.partitions
-    names = [topic_name(settings, short) for short in (*INPUTS, IDENTITY, USERS, DLQ)]
+    names = [topic_name(settings, short) for short in (*INPUTS, IDENTITY, USERS, DLQ, TRIGGERS)]
     names += [f"{settings.app_id}-{table}-changelog" for table in TABLES]
     names.append(f"{settings.app_id}-__assignor-__leader")
     return [TopicSpec(name, n) for name in names]

@@ -14,7 +14,7 @@ from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.faust_app import app, settings
+from app.faust_app import app, rulebook, settings
 from engine.identity import ANONYMOUS_PREFIX, InvalidIdentifier, normalize_id
 from engine.profile import profile_view
 from tables.profiles import profiles
@@ -82,4 +82,5 @@ class UserProfile(View):
         state = profiles.get(key)
         if state is None:
             return self.json({"error": f"no profile for user {key!r}"}, status=404)
-        return self.json(profile_view(state, int(time.time() * 1000)))
+        now = int(time.time() * 1000)
+        return self.json(profile_view(state, now, rulebook.score_half_life_ms))

@@ -16,9 +16,10 @@ from typing import Any, NotRequired, TypedDict, cast
 
 import orjson
 
-from engine import windows
+from engine import score, windows
 from engine.clock import DAY_MS, HOUR_MS, iso
-from engine.events import BEHAVIOURAL_TYPES, event_name, viewed_item
+from engine.events import BEHAVIOURAL_TYPES, event_name, properties, viewed_item
+from engine.filters import matches
 from engine.identity import is_anonymous_key
 from engine.records import (
     AbsorbRecord,
@@ -28,6 +29,7 @@ from engine.records import (
     UserRecord,
     digest,
 )
+from schemas.rules import PropertyFilter, ScoreWeight
 
 #: How many applied record ids a profile remembers to drop duplicates.
 SEEN_LIMIT = 128
@@ -65,11 +67,31 @@ class UserState(TypedDict, total=False):
     seen: list[str]
     anonymous_ids: list[str]
     merged_into: str
+    score: list[float]  # engagement score: [value, as_of epoch ms], decayed on read
+    fired: dict[str, int]  # rule id → when it last triggered (cooldowns)
+    sent: dict[str, list[int]]  # channel → when triggers were sent (channel caps)
+
+
+@dataclass(frozen=True)
+class CounterSpec:
+    """A count the rules need beyond plain per-event-name counts: events passing filters."""
+
+    key: str
+    event: str
+    where: tuple[PropertyFilter, ...]
+
+
+@dataclass(frozen=True)
+class ScoreSetup:
+    half_life_ms: int
+    weights: tuple[ScoreWeight, ...]
 
 
 @dataclass(frozen=True)
 class ProfileConfig:
     recent_items: int = 10
+    counters: tuple[CounterSpec, ...] = ()
+    score: ScoreSetup | None = None
 
 
 @dataclass
@@ -132,11 +154,28 @@ def _apply_event(state: UserState, record: EventRecord, config: ProfileConfig) -
     name = event_name(event)
     if name is not None and kind in BEHAVIOURAL_TYPES:
         state["events"] = state.get("events", 0) + 1
-        counter = state.setdefault("counts", {}).setdefault(name, {})
-        windows.add(counter, at, state.get("last_seen", at))
+        counts = state.setdefault("counts", {})
+        horizon = state.get("last_seen", at)
+        windows.add(counts.setdefault(name, {}), at, horizon)
+        props = properties(event) if config.counters or config.score else {}
+        for spec in config.counters:
+            if spec.event == name and matches(props, list(spec.where)):
+                windows.add(counts.setdefault(spec.key, {}), at, horizon)
+        if config.score is not None:
+            _score_event(state, name, props, at, config.score)
     item = viewed_item(event)
     if item is not None:
         _remember_item(state, item[0], item[1], at, config.recent_items)
+
+
+def _score_event(
+    state: UserState, name: str, props: dict[str, Any], at: int, setup: ScoreSetup
+) -> None:
+    weight = sum(
+        w.weight for w in setup.weights if w.event == name and matches(props, list(w.where))
+    )
+    if weight:
+        state["score"] = score.add(state.get("score"), weight, at, setup.half_life_ms)
 
 
 def _apply_traits(state: UserState, record: TraitsRecord) -> None:
@@ -249,6 +288,14 @@ def merge_states(into: UserState, other: UserState, config: ProfileConfig) -> Us
         _remember_item(into, item["id"], item.get("name"), item["at"], config.recent_items)
     for anonymous_id in other.get("anonymous_ids", []):
         _add_anonymous_id(into, anonymous_id)
+    if other.get("score"):
+        into["score"] = _merged_score(into.get("score"), other["score"], config)
+    for rule_id, at in other.get("fired", {}).items():
+        fired = into.setdefault("fired", {})
+        fired[rule_id] = max(at, fired.get(rule_id, at))
+    for channel, times in other.get("sent", {}).items():
+        sent = into.setdefault("sent", {})
+        sent[channel] = sorted({*sent.get(channel, []), *times})
     for fingerprint in other.get("seen", []):
         if fingerprint not in into.get("seen", ()):
             into.setdefault("seen", []).append(fingerprint)
@@ -258,7 +305,21 @@ def merge_states(into: UserState, other: UserState, config: ProfileConfig) -> Us
     return into
 
 
-def profile_view(state: UserState, now_ms: int) -> dict[str, Any]:
+def _merged_score(
+    mine: list[float] | None, theirs: list[float], config: ProfileConfig
+) -> list[float]:
+    """Two decayed sums add up once brought to the same instant."""
+    if not mine or config.score is None:
+        return mine or list(theirs)
+    as_of = int(max(mine[1], theirs[1]))
+    half_life = config.score.half_life_ms
+    total = score.value_at(mine, as_of, half_life) + score.value_at(theirs, as_of, half_life)
+    return [total, float(as_of)]
+
+
+def profile_view(
+    state: UserState, now_ms: int, score_half_life_ms: int | None = None
+) -> dict[str, Any]:
     """The profile as the HTTP API shows it: traits, activity, counts as of `now_ms`."""
     key = state["key"]
     if "merged_into" in state:
@@ -269,10 +330,17 @@ def profile_view(state: UserState, now_ms: int) -> dict[str, Any]:
         for name, t in state.get("traits", {}).items()
         if t["v"] is not None
     }
+    # Filtered counters ("name|filters") serve rules; the profile shows counts per event name.
     counts = {
         name: {label: windows.count(counter, ms, now_ms) for label, ms in PROFILE_WINDOWS.items()}
         for name, counter in sorted(state.get("counts", {}).items())
+        if "|" not in name
     }
+    engagement = (
+        score.value_at(state.get("score"), now_ms, score_half_life_ms)
+        if score_half_life_ms
+        else None
+    )
     recent = [_item_view(item) for item in state.get("recent", [])]
     return {
         "user_id": key,
@@ -285,6 +353,7 @@ def profile_view(state: UserState, now_ms: int) -> dict[str, Any]:
         "trait_sources": sources,
         "recent_items": recent,
         "counts": counts,
+        "engagement_score": None if engagement is None else round(engagement, 3),
     }
 
 

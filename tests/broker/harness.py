@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +23,9 @@ from app.broker import EmbeddedBroker, ensure_topics, free_port
 from app.settings import Settings
 from app.topics import all_topics, topic_name
 
+ROOT = Path(__file__).resolve().parents[2]
+#: The rules of the test deployments: the shipped examples and a few test-only rules.
+RULE_SOURCES = (ROOT / "examples" / "rules", Path(__file__).resolve().parent / "rules")
 WRITE_KEY = "test-write-key"
 ADMIN_TOKEN = "test-admin-token"
 
@@ -107,6 +111,17 @@ class Kairos:
     def create_topics(self) -> None:
         ensure_topics(self.broker.url, all_topics(self.settings))
 
+    @property
+    def rules_dir(self) -> Path:
+        """The deployment's rule folder: copies of every rule file of RULE_SOURCES."""
+        folder = self.workdir / "rules"
+        if not folder.exists():
+            folder.mkdir(parents=True)
+            for source in RULE_SOURCES:
+                for file in source.glob("*.yaml"):
+                    shutil.copy(file, folder / file.name)
+        return folder
+
     def add_worker(self, **extra_env: str) -> Worker:
         index = len(self.workers)
         env = {
@@ -121,6 +136,7 @@ class Kairos:
             "KAIROS_WRITE_KEYS": WRITE_KEY,
             "KAIROS_ADMIN_TOKEN": ADMIN_TOKEN,
             "KAIROS_LOG_LEVEL": "info",
+            "KAIROS_RULES": str(self.rules_dir),
             **extra_env,
         }
         worker = Worker(env, self.workdir / f"worker-{index}.log").start()
@@ -186,6 +202,32 @@ class Kairos:
 
         asyncio.run(send())
 
+    def wait_triggers(
+        self, users: set[str], until: Callable[[list[dict[str, Any]]], bool], timeout: float = 20
+    ) -> list[dict[str, Any]]:
+        """The triggers published for `users` once `until` holds for them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            records = self.read_topic("triggers", idle=0.3)
+            mine = [
+                {"key": r.key.decode(), **orjson.loads(r.value)}
+                for r in records
+                if r.key is not None and r.key.decode() in users
+            ]
+            if until(mine) or time.monotonic() > deadline:
+                return mine
+            time.sleep(0.2)
+
+    def metric(self, name: str, **labels: str) -> float:
+        """A metric's value on the first worker (0 when it has no such series yet)."""
+        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        series = f"{name}{{{wanted}}}" if labels else name
+        for line in httpx.get(f"{self.url}/metrics", timeout=5).text.splitlines():
+            head, _, value = line.rpartition(" ")
+            if head == series or (labels and _same_series(head, name, labels)):
+                return float(value)
+        return 0.0
+
     def read_topic(self, short_topic: str, idle: float = 1.0) -> list[Any]:
         """Every record of a topic so far, in partition and offset order."""
         return read_all(self.broker.bootstrap, self.topic(short_topic), idle)
@@ -215,3 +257,10 @@ def read_all(bootstrap: str, topic: str, idle: float = 1.0) -> list[Any]:
 
 def json_values(records: list[Any]) -> list[Any]:
     return [orjson.loads(record.value) for record in records]
+
+
+def _same_series(head: str, name: str, labels: dict[str, str]) -> bool:
+    if not head.startswith(name + "{"):
+        return False
+    found = dict(part.split("=", 1) for part in head[len(name) + 1 : -1].split(",") if part)
+    return {k: v.strip('"') for k, v in found.items()} == labels

@@ -624,6 +624,7 @@ def test_profile_view_shows_traits_activity_and_counts() -> None:
             "Product Viewed": {"1h": 1, "24h": 1, "7d": 1, "30d": 1},
             "Signed Up": {"1h": 0, "24h": 0, "7d": 1, "30d": 1},
         },
+        "engagement_score": None,  # no score configured
     }
 
 

@@ -26,7 +26,8 @@ ENV PYTHONUNBUFFERED=1 \
     PATH=/opt/kairos/bin:$PATH \
     KAIROS_WEB_HOST=0.0.0.0 \
     KAIROS_WEB_PORT=6066 \
-    KAIROS_DATA_DIR=/var/lib/kairos
+    KAIROS_DATA_DIR=/var/lib/kairos \
+    KAIROS_RULES=/etc/kairos/rules
 
 RUN groupadd --system --gid 10001 kairos \
     && useradd --system --uid 10001 --gid kairos --no-create-home --home-dir /var/lib/kairos \
@@ -36,6 +37,8 @@ RUN groupadd --system --gid 10001 kairos \
 
 COPY --from=build /opt/kairos /opt/kairos
 COPY --chmod=0755 docker/entrypoint.sh /usr/local/bin/kairos-entrypoint
+# The example rules, so the image runs as is; mount your own folder over /etc/kairos/rules.
+COPY examples/rules/ /etc/kairos/rules/
 
 USER kairos
 WORKDIR /var/lib/kairos

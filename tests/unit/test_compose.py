@@ -366,3 +366,17 @@ def test_image_installs_every_project_package_and_runs_unprivileged() -> None:
     users = [args for kw, args in instructions if kw == "USER"]
     assert users and users[-1] not in {"root", "0"}
     assert "6066" in [args for kw, args in instructions if kw == "EXPOSE"]
+
+
+def test_workers_read_the_rules_mounted_from_the_repository(
+    services: dict[str, dict[str, Any]], worker_env: dict[str, str]
+) -> None:
+    rules_path = worker_env["KAIROS_RULES"]
+    binds = [str(v).split(":") for v in services["kairos"]["volumes"] if ":" in str(v)]
+    mounts = {parts[1]: parts[0] for parts in binds}
+    assert rules_path in mounts, "KAIROS_RULES must point at a mounted folder"
+    source = ROOT / mounts[rules_path]
+    assert source.is_dir()
+    assert list(source.glob("*.yaml")), "the mounted folder holds rule files"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert f"KAIROS_RULES={rules_path}" in dockerfile  # the image runs as is, without the mount

@@ -20,3 +20,14 @@ def test_topics_page_names_every_topic() -> None:
     page = (ROOT / "docs" / "topics.md").read_text()
     for spec in all_topics(Settings()):
         assert f"`{spec.name}`" in page, spec.name
+
+
+def test_committed_rule_schema_is_the_one_the_models_generate() -> None:
+    import json
+
+    from schemas.rules import rule_file_schema
+
+    committed = json.loads((ROOT / "docs" / "rules.schema.json").read_text())
+    assert committed == rule_file_schema(), (
+        "regenerate: kairos rules schema > docs/rules.schema.json"
+    )

@@ -31,13 +31,13 @@ def compare(found: Any, op: str, expected: Any) -> bool:
     if found is MISSING:
         return op in ("ne", "not_in")
     if op == "eq":
-        return bool(found == expected)
+        return _equal(found, expected)
     if op == "ne":
-        return bool(found != expected)
+        return not _equal(found, expected)
     if op == "in":
-        return found in expected
+        return any(_equal(found, option) for option in expected)
     if op == "not_in":
-        return found not in expected
+        return not any(_equal(found, option) for option in expected)
     if op == "contains":
         if isinstance(found, str):
             return isinstance(expected, str) and expected in found
@@ -59,6 +59,13 @@ def compare(found: Any, op: str, expected: Any) -> bool:
     if op == "lte":
         return bool(found <= expected)
     raise ValueError(f"unknown op {op!r}")
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """Equality as JSON means it: true is not 1 (Python's True == 1 is)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    return bool(a == b)
 
 
 def matches(properties: Mapping[str, Any], filters: list[PropertyFilter]) -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -138,6 +139,7 @@ def lint(book: RuleBook, sample: SampleStats | None = None) -> list[Finding]:
 
 #: A step of a template path: a key, a list index, or None for a key read from a variable.
 Step = str | int | None
+_INDEX = re.compile(r"-?[0-9]+")
 
 
 def _steps(path: str) -> list[Step]:
@@ -178,7 +180,7 @@ def _steps(path: str) -> list[Step]:
                     break
                 j += 1
             inner = path[i + 1 : j]
-            steps.append(int(inner) if inner.lstrip("-").isdigit() else None)
+            steps.append(int(inner) if _INDEX.fullmatch(inner) else None)
             i = j + 1
     return steps
 
@@ -240,7 +242,7 @@ def _scope_problem(steps: list[Step], path: str) -> str | None:
             f"references `{path}`, which is not in scope ({roots}); start the path with one of them"
         )
     if root == "user" and isinstance(key, str) and key not in USER_KEYS:
-        close = difflib.get_close_matches(key, USER_KEYS, n=1)
+        close = difflib.get_close_matches(key, USER_KEYS, n=1, cutoff=_CLOSE)
         hint = f"user.{close[0]}" if close else f"user.traits.{key}"
         return (
             f"references `{path}`, but `user` has no `{key}` ({', '.join(USER_KEYS)}); "

@@ -82,7 +82,7 @@ class RuleBook:
         """The rules an event of this entry name may fire: only these are evaluated."""
         found = list(self.by_event.get(entry, ()))
         if behavioural:
-            found += self.any_event
+            found += [item for item in self.any_event if item not in found]
         return found
 
 
@@ -142,7 +142,7 @@ def compile_rulebook(files: list[RuleFile], recent_items: int = 10) -> RuleBook:
     enabled = [c for c in compiled if c.rule.enabled]
     by_event: dict[str, list[CompiledRule]] = {}
     for item in enabled:
-        for name in item.rule.when.events:
+        for name in dict.fromkeys(item.rule.when.events):  # a name listed twice counts once
             by_event.setdefault(name, []).append(item)
     conditions = [r.if_ for r in rules if r.if_ is not None] + [s.if_ for s in segments.values()]
     counters = _counters(conditions)
@@ -179,18 +179,26 @@ def _check_segments(rules: list[Rule], segments: dict[str, Segment], problems: l
         for name in refs(segment.if_):
             if name not in segments:
                 problems.append(f"segment {segment.id}: unknown segment {name!r}")
-        if _cycles(segment.id, segments, []):
+        if _reaches(segment.id, segment.id, segments):
             problems.append(f"segment {segment.id}: refers to itself through other segments")
 
 
-def _cycles(start: str, segments: dict[str, Segment], path: list[str]) -> bool:
-    if start in path:
-        return True
-    segment = segments.get(start)
-    if segment is None:
-        return False
-    nested = [c.segment for c in walk(segment.if_) if isinstance(c, SegmentCondition)]
-    return any(_cycles(name, segments, [*path, start]) for name in nested)
+def _reaches(target: str, start: str, segments: dict[str, Segment]) -> bool:
+    """Whether the segment `start` refers, directly or not, to `target` (each visited once)."""
+    pending, visited = [start], set()
+    while pending:
+        current = pending.pop()
+        segment = segments.get(current)
+        if segment is None:
+            continue
+        for c in walk(segment.if_):
+            if isinstance(c, SegmentCondition):
+                if c.segment == target:
+                    return True
+                if c.segment not in visited:
+                    visited.add(c.segment)
+                    pending.append(c.segment)
+    return False
 
 
 def walk(condition: Condition | None) -> list[Condition]:
@@ -250,9 +258,7 @@ def entry_name(record: UserRecord) -> tuple[str | None, bool]:
 def process(state: UserState | None, record: UserRecord, book: RuleBook) -> Outcome:
     """Apply one record to a user's state and publish what the rules decide."""
     previous_seen = state.get("last_seen") if state else None
-    # The score as it stood at the user's previous event (value at its as_of), for `dropped_below`.
     previous = state.get("score") if state else None
-    previous_score = previous[0] if previous else None
     applied = apply_record(state, record, book.profile)
     outcome = Outcome(applied)
     if applied.duplicate or applied.forward or record["kind"] not in ("event", "traits"):
@@ -269,12 +275,18 @@ def process(state: UserState | None, record: UserRecord, book: RuleBook) -> Outc
     props = properties(event)
     half_life = book.score_half_life_ms
     current = score.value_at(state.get("score"), now, half_life) if half_life else 0.0
+    # The score as it stood at the user's previous event (decayed to it, whether or not that
+    # event had a weight), so that `dropped_below` holds on the crossing only.
+    previous_score = None
+    if half_life and previous is not None:
+        at = previous_seen if previous_seen is not None else int(previous[1])
+        previous_score = score.value_at(previous, at, half_life)
     ctx = Context(
         state=state,
         properties=props,
         now_ms=now,
         score=current,
-        previous_score=previous_score if half_life else None,
+        previous_score=previous_score,
         previous_seen_ms=previous_seen,
         segments=book.segments,
     )

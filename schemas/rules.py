@@ -293,8 +293,16 @@ class ScoreWeight(_Strict):
     where: list[PropertyFilter] = Field(default_factory=list)
 
 
+def _positive(text: str) -> str:
+    if parse_duration_ms(text) <= 0:
+        raise ValueError("half_life must be longer than 0s")
+    return text
+
+
 class EngagementScore(_Strict):
-    half_life: Duration = Field(description="The score halves every half_life without events.")
+    half_life: Annotated[Duration, AfterValidator(_positive)] = Field(
+        description="The score halves every half_life without events."
+    )
     weights: list[ScoreWeight] = Field(min_length=1)
 
 

@@ -181,10 +181,9 @@ def _rules_schema(args: argparse.Namespace) -> int:
 
 def _rules_check(args: argparse.Namespace) -> int:
     """Validate and lint rules; exit 1 on errors (and on warnings with --strict)."""
-    from engine.lint import lint, sample_stats
-
     from app.rule_files import load_rulebook
     from app.settings import get_settings
+    from engine.lint import lint, sample_stats
     from engine.rules import RuleSetError
 
     path = args.path or get_settings().rules
@@ -196,8 +195,9 @@ def _rules_check(args: argparse.Namespace) -> int:
         return 1
     stats = sample_stats(_jsonl(args.sample)) if args.sample else None
     findings = lint(book, stats)
+    sources = {item.rule.id: item.source for item in book.rules}
     for finding in findings:
-        print(f"{path}: {finding}")
+        print(f"{sources.get(finding.rule_id or '', '') or path}: {finding}")
     errors = [f for f in findings if f.severity == "error"]
     warnings = [f for f in findings if f.severity == "warning"]
     print(

@@ -28,9 +28,9 @@ def rule_paths(path: Path) -> list[Path]:
     raise RuleSetError(f"{path}: no such file or folder of rules")
 
 
-def read_rule_files(path: Path) -> list[RuleFile]:
+def read_rule_files(path: Path) -> list[tuple[Path, RuleFile]]:
     """Parse and validate every rule file; raises RuleSetError listing every problem."""
-    files: list[RuleFile] = []
+    files: list[tuple[Path, RuleFile]] = []
     problems: list[str] = []
     for file in rule_paths(path):
         try:
@@ -39,7 +39,7 @@ def read_rule_files(path: Path) -> list[RuleFile]:
             problems.append(f"{file}: not valid YAML: {exc}".replace("\n", " "))
             continue
         try:
-            files.append(RuleFile.model_validate(document))
+            files.append((file, RuleFile.model_validate(document)))
         except ValidationError as exc:
             problems += [f"{file}: {_describe(error, document)}" for error in exc.errors()]
     if problems:
@@ -51,9 +51,17 @@ def load_rulebook(path: Path, recent_items: int = 10) -> RuleBook:
     """The compiled rule set at `path`; raises RuleSetError naming every problem."""
     files = read_rule_files(path)
     try:
-        return compile_rulebook(files, recent_items=recent_items)
+        return compile_rulebook(
+            [rule_file for _, rule_file in files],
+            recent_items=recent_items,
+            sources=[str(file) for file, _ in files],
+        )
     except RuleSetError as exc:
-        raise RuleSetError("\n".join(f"{path}: {line}" for line in str(exc).splitlines())) from exc
+        # Problems of one rule already name its file; those across files get the folder.
+        lines = str(exc).splitlines()
+        raise RuleSetError(
+            "\n".join(line if line.startswith(str(path)) else f"{path}: {line}" for line in lines)
+        ) from exc
 
 
 def field_path(loc: tuple[int | str, ...]) -> str:

@@ -61,6 +61,7 @@ class CompiledRule:
     content: Content
     fallback: Content | None
     cooldown_ms: int | None
+    source: str = ""  # the file it was read from, for messages
 
 
 @dataclass(frozen=True)
@@ -117,10 +118,17 @@ class Outcome:
         return self.applied.state
 
 
-def compile_rulebook(files: list[RuleFile], recent_items: int = 10) -> RuleBook:
-    """Merge and compile rule files; raises RuleSetError listing every problem."""
+def compile_rulebook(
+    files: list[RuleFile], recent_items: int = 10, sources: list[str] | None = None
+) -> RuleBook:
+    """Merge and compile rule files; raises RuleSetError listing every problem.
+
+    `sources` names the files (same order), so that messages can say where a rule is.
+    """
     problems: list[str] = []
+    names = sources or [""] * len(files)
     rules = [rule for f in files for rule in f.rules]
+    origin = {rule.id: name for f, name in zip(files, names, strict=True) for rule in f.rules}
     segments = {s.id: s for f in files for s in f.segments}
     scores = [f.engagement_score for f in files if f.engagement_score is not None]
     policies = [f.contact_policy for f in files if f.contact_policy is not None]
@@ -134,9 +142,10 @@ def compile_rulebook(files: list[RuleFile], recent_items: int = 10) -> RuleBook:
     compiled: list[CompiledRule] = []
     for rule in rules:
         try:
-            compiled.append(_compile_rule(rule))
+            compiled.append(_compile_rule(rule, origin.get(rule.id, "")))
         except ValueError as exc:
-            problems.append(f"rule {rule.id}: {exc}")
+            where = f"{origin[rule.id]}: " if origin.get(rule.id) else ""
+            problems.append(f"{where}rule {rule.id}: {exc}")
     if problems:
         raise RuleSetError("\n".join(problems))
     enabled = [c for c in compiled if c.rule.enabled]
@@ -225,7 +234,7 @@ def _counters(conditions: list[Condition]) -> tuple[CounterSpec, ...]:
     return tuple(specs[key] for key in sorted(specs))
 
 
-def _compile_rule(rule: Rule) -> CompiledRule:
+def _compile_rule(rule: Rule, source: str) -> CompiledRule:
     content = compile_content(rule.then.content, where="then.content")
     fallback = (
         compile_content(rule.then.fallback, where="then.fallback")
@@ -233,7 +242,7 @@ def _compile_rule(rule: Rule) -> CompiledRule:
         else None
     )
     cooldown = parse_duration_ms(rule.then.cooldown) if rule.then.cooldown else None
-    return CompiledRule(rule, content, fallback, cooldown)
+    return CompiledRule(rule, content, fallback, cooldown, source)
 
 
 def trigger_id(rule: Rule, user_key: str, cause_id: str) -> str:

@@ -50,7 +50,7 @@ def start_dev(tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str], str, f
     while time.monotonic() < deadline:
         line = dev.stdout.readline()
         output.append(line)
-        if "Ctrl-C stops" in line:
+        if "Ctrl-C stops the worker and the broker" in line:
             return dev, "".join(output), time.monotonic() - started
         if not line and dev.poll() is not None:
             break

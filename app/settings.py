@@ -14,6 +14,10 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
+#: The example rules of the repository Kairos is installed from (`make run` loads them).
+EXAMPLE_RULES = Path(__file__).resolve().parents[1] / "examples" / "rules"
+
+
 class Settings(BaseSettings):
     """Kairos settings. Each field is read from `KAIROS_<FIELD_NAME>`."""
 
@@ -55,8 +59,9 @@ class Settings(BaseSettings):
         description="Faust processing guarantee; exactly_once needs Apache Kafka transactions.",
     )
     rules: Path = Field(
-        default=Path("examples/rules"),
-        description="Rule file, or folder of *.yaml rule files, loaded at start.",
+        default=EXAMPLE_RULES,
+        description="Rule file, or folder of *.yaml rule files, loaded at start "
+        "(default: the example rules shipped with Kairos).",
     )
     recent_items: int = Field(default=10, ge=0, le=100, description="Items kept per user.")
     batch_size: int = Field(default=500, ge=1, description="Most events an agent takes at once.")

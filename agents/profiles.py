@@ -1,7 +1,13 @@
-"""Profiles agent: apply events, CRM records, profile updates and merges to users' state.
+"""Profiles agent: apply records to users' state, decide with the rules, fire due timers.
 
 Reads `kairos.users` (keyed by user). A batch is grouped by user; each user's state is read once,
-every record of the batch applied in order by the pure core, and the state written back once.
+every record of the batch goes through `engine.rules.process` in order, the triggers are sent,
+and the state is written back once.
+
+Ticks are records on the same topic, one per partition every `KAIROS_TIMER_TICK` seconds, sent by
+the worker that owns the partition. Handling them here, inside stream iteration, is what lets a
+fired timer write its user's state and the timer index (Faust refuses table writes from
+`@app.timer`); the index gives the timers due, so a tick costs O(timers due), not O(users).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from faust.types import EventT, StreamT
 
 from agents.batching import batches, focus
 from agents.dead_letters import dead_letter
-from app.faust_app import app, rulebook, triggers_topic, users_topic
+from app.faust_app import app, rulebook, settings, triggers_topic, users_topic
 from app.metrics import (
     BATCH_SECONDS,
     EVENTS_DUPLICATE,
@@ -24,16 +30,25 @@ from app.metrics import (
     PROCESSING_SECONDS,
     PROFILE_MERGES,
     TEMPLATE_FALLBACKS,
+    TIMER_LATENESS,
+    TIMER_TICK_SECONDS,
+    TIMERS_CANCELLED,
+    TIMERS_FIRED,
+    TIMERS_PENDING,
     TRIGGERS_PUBLISHED,
     TRIGGERS_SUPPRESSED,
 )
 from app.topics import USERS
 from engine.profile import UserState
 from engine.records import UserRecord
-from engine.rules import RENDER_FAILED, Outcome, process
+from engine.rules import RENDER_FAILED, Outcome, fire_due, process
+from engine.timers import timer_key
 from tables.profiles import profiles
+from tables.timers import count_entries, due_entries, forget, timer_index
 
 log = logging.getLogger(__name__)
+
+TICK = "tick"
 
 
 def _label(record: UserRecord) -> str:
@@ -49,44 +64,92 @@ async def update_profiles(stream: StreamT[Any]) -> None:
     async for batch in batches(stream):
         started = time.perf_counter()
         by_user: dict[str, list[tuple[EventT[Any], UserRecord]]] = defaultdict(list)
+        ticks: dict[int, tuple[EventT[Any], int]] = {}
         for event in batch:
             try:
-                record: UserRecord = orjson.loads(event.message.value or b"")
+                record = orjson.loads(event.message.value or b"")
+                if record.get("kind") == TICK:
+                    ticks[event.message.partition] = (event, int(record["now"]))
+                    continue
                 by_user[record["key"]].append((event, record))
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 await dead_letter(event, USERS, "processing_error", f"undecodable: {exc!r}")
-        now = time.time()
         for key, items in by_user.items():
-            focus(items[-1][0])
-            state: UserState | None = profiles.get(key)
-            changed = False
-            for event, record in items:
-                try:
-                    outcome = process(state, record, rulebook)
-                except Exception as exc:  # one bad record must not stop its partition
-                    log.exception("profile update failed")
-                    await dead_letter(event, USERS, "processing_error", f"profile: {exc!r}")
-                    continue
-                applied = outcome.applied
-                state = applied.state
-                # Triggers go out before the state that remembers them is written: a crash in
-                # between re-sends them with the same ids rather than losing them.
-                await _publish(outcome)
-                if applied.duplicate:
-                    EVENTS_DUPLICATE.inc()
-                    continue
-                changed = True
-                EVENTS_PROCESSED.labels(type=_label(record)).inc()
-                if record["kind"] == "absorb":
-                    PROFILE_MERGES.inc()
-                ingested = cast(dict[str, Any], record).get("ingested")
-                if ingested is not None:
-                    PROCESSING_SECONDS.observe(max(0.0, now - ingested / 1000))
-                for forward in applied.forward:
-                    await users_topic.send(key=forward["key"], value=orjson.dumps(forward))
-            if changed and state is not None:
-                profiles[key] = state
+            await _apply(key, items)
+        for tick_event, now_ms in ticks.values():
+            await _tick(tick_event, now_ms)
         BATCH_SECONDS.labels(stage="profiles").observe(time.perf_counter() - started)
+
+
+async def _apply(key: str, items: list[tuple[EventT[Any], UserRecord]]) -> None:
+    focus(items[-1][0])
+    state: UserState | None = profiles.get(key)
+    changed = False
+    now = time.time()
+    for event, record in items:
+        try:
+            outcome = process(state, record, rulebook)
+        except Exception as exc:  # one bad record must not stop its partition
+            log.exception("profile update failed")
+            await dead_letter(event, USERS, "processing_error", f"profile: {exc!r}")
+            continue
+        applied = outcome.applied
+        state = applied.state
+        # Triggers go out before the state that remembers them is written: a crash in between
+        # re-sends them with the same ids rather than losing them.
+        await _publish(outcome)
+        _index(key, outcome)
+        changed = changed or bool(outcome.timers.set or outcome.timers.unset or outcome.fired)
+        if applied.duplicate:
+            EVENTS_DUPLICATE.inc()
+            continue
+        changed = True
+        EVENTS_PROCESSED.labels(type=_label(record)).inc()
+        if record["kind"] == "absorb":
+            PROFILE_MERGES.inc()
+        ingested = cast(dict[str, Any], record).get("ingested")
+        if ingested is not None:
+            PROCESSING_SECONDS.observe(max(0.0, now - ingested / 1000))
+        for forward in applied.forward:
+            await users_topic.send(key=forward["key"], value=orjson.dumps(forward))
+    if changed and state is not None:
+        profiles[key] = state
+
+
+async def _tick(event: EventT[Any], now_ms: int) -> None:
+    """Fire every timer of this partition due by `now_ms`."""
+    started = time.perf_counter()
+    focus(event)
+    due_by_user: dict[str, list[bytes]] = defaultdict(list)
+    for key, _, user, _ in due_entries(event.message.partition, now_ms):
+        due_by_user[user].append(key)
+    for user, keys in due_by_user.items():
+        state: UserState | None = profiles.get(user)
+        for key in keys:  # fired now, or left behind by a timer since moved or cancelled
+            forget(key)
+        if state is None:
+            continue
+        outcome = fire_due(state, now_ms, rulebook)
+        if not outcome.fired:
+            continue
+        await _publish(outcome)
+        _index(user, outcome)
+        profiles[user] = outcome.state
+    TIMER_TICK_SECONDS.observe(time.perf_counter() - started)
+
+
+def _index(user: str, outcome: Outcome) -> None:
+    """Bring the timer index in line with the user's timers (before the state is written)."""
+    for due, timer_id in outcome.timers.unset:
+        forget(timer_key(due, user, timer_id))
+    for due, timer_id in outcome.timers.set:
+        timer_index[timer_key(due, user, timer_id)] = user
+    if outcome.cancelled:
+        TIMERS_CANCELLED.inc(outcome.cancelled)
+    wall_ms = time.time() * 1000
+    for _, timer in outcome.fired:
+        TIMERS_FIRED.labels(kind=timer["kind"]).inc()
+        TIMER_LATENESS.observe(max(0.0, (wall_ms - timer["due"]) / 1000))
 
 
 async def _publish(outcome: Outcome) -> None:
@@ -101,3 +164,27 @@ async def _publish(outcome: Outcome) -> None:
         TRIGGERS_SUPPRESSED.labels(rule=held.rule_id, reason=held.reason).inc()
         if held.reason == RENDER_FAILED:
             log.warning("rule %s: content failed to render and has no fallback", held.rule_id)
+
+
+def _owned_partitions() -> set[int]:
+    if app.assignor is None:
+        return set()
+    return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == USERS_TOPIC}
+
+
+USERS_TOPIC = users_topic.get_topic_name()
+
+
+@app.timer(interval=settings.timer_tick)  # type: ignore[untyped-decorator]
+async def send_ticks() -> None:
+    """A tick to each partition of `kairos.users` this worker owns (see the module's docstring)."""
+    if app.rebalancing:
+        return
+    tick = orjson.dumps({"kind": TICK, "now": int(time.time() * 1000)})
+    for partition in _owned_partitions():
+        await users_topic.send(value=tick, partition=partition)
+
+
+@app.timer(interval=60.0)  # type: ignore[untyped-decorator]
+async def count_pending_timers() -> None:
+    TIMERS_PENDING.set(count_entries(_owned_partitions()))

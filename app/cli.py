@@ -229,12 +229,17 @@ def _replay(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 1
     progress = _progress(len(lines)) if sys.stderr.isatty() and len(lines) >= 1000 else None
-    result = replay(lines, book, progress)
+    try:
+        until = _until(args.until)
+    except ValueError as exc:
+        print(f"--until: {exc}", file=sys.stderr)
+        return 2
+    result = replay(lines, book, progress, until)
     if progress is not None:
         progress(len(lines))
         print(file=sys.stderr)
     if other is not None:
-        added, removed = diff(result, replay(lines, other))
+        added, removed = diff(result, replay(lines, other, until=until))
         for trigger in added:
             print(f"+ {trigger_line(trigger)}")
         for trigger in removed:
@@ -257,10 +262,24 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"line {number}: rejected: {reason}", file=sys.stderr)
     print(
         f"replay: {result.events} events, {len(result.triggers)} triggers, "
-        f"{len(result.suppressed)} suppressed, {len(result.rejected)} rejected",
+        f"{len(result.suppressed)} suppressed, {len(result.rejected)} rejected, "
+        f"{result.timers_fired} timers fired, {result.timers_pending} timers pending",
         file=sys.stderr,
     )
     return 0
+
+
+def _until(text: str | None) -> Callable[[int], int] | None:
+    """`--until`: `+30m` (after the last event), or an ISO 8601 time."""
+    from engine.clock import parse_duration_ms, parse_iso_ms
+
+    if text is None:
+        return None
+    if text.startswith("+"):
+        ahead = parse_duration_ms(text[1:])
+        return lambda last: last + ahead
+    moment = parse_iso_ms(text)
+    return lambda last: max(last, moment)
 
 
 def orjson_line(value: object) -> str:
@@ -323,6 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--rules", type=Path, help="rule file or folder (KAIROS_RULES)")
     replay.add_argument("--explain", action="store_true", help="print each condition's value")
     replay.add_argument("--json", action="store_true", help="print triggers as CloudEvents JSON")
+    replay.add_argument(
+        "--until",
+        metavar="+DURATION|TIME",
+        help="after the last event, move the clock on (e.g. +1d, or an ISO time) so pending "
+        "timers fire",
+    )
     replay.add_argument(
         "--diff", type=Path, metavar="OTHER_RULES", help="show what OTHER_RULES adds or removes"
     )

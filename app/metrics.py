@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_INGESTED = Counter(
     "kairos_events_ingested_total",
@@ -54,6 +54,24 @@ TEMPLATE_FALLBACKS = Counter(
     "kairos_template_fallbacks_total",
     "Triggers published with the rule's fallback content because a template failed",
     ["rule"],
+)
+TIMERS_PENDING = Gauge(
+    "kairos_timers_pending",
+    "Timers pending in the partitions this worker owns (recounted each minute)",
+)
+TIMERS_FIRED = Counter("kairos_timers_fired_total", "Timers that came due and fired", ["kind"])
+TIMERS_CANCELLED = Counter(
+    "kairos_timers_cancelled_total", "Absence timers cancelled by their `unless` event"
+)
+TIMER_LATENESS = Histogram(
+    "kairos_timer_lateness_seconds",
+    "Seconds between a timer's due time and the moment it fired (wall clock)",
+    buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 5, 10, 30, 60),
+)
+TIMER_TICK_SECONDS = Histogram(
+    "kairos_timer_tick_seconds",
+    "Seconds one tick of one partition spent finding and firing due timers",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
 )
 HTTP_REQUESTS = Counter(
     "kairos_http_requests_total",

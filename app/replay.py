@@ -8,6 +8,7 @@ live run gives for the same events, with the same ids.
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from engine.clock import parse_iso_ms
 from engine.identity import resolve
 from engine.profile import UserState
 from engine.records import MergeRecord, UserRecord, merge_id
-from engine.rules import RuleBook, Suppression, process
+from engine.rules import Outcome, RuleBook, Suppression, fire_due, process
 
 
 @dataclass
@@ -30,6 +31,8 @@ class ReplayResult:
     events: int = 0
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
     states: dict[str, UserState] = field(default_factory=dict)
+    timers_fired: int = 0
+    timers_pending: int = 0
 
 
 class Replay:
@@ -40,6 +43,9 @@ class Replay:
         self.links: dict[str, str] = {}
         self.result = ReplayResult(states={})
         self.clock_ms = 0
+        #: Every timer armed so far, by due time: (due, user, timer id). Entries of timers since
+        #: cancelled or moved stay until popped, and are recognized then.
+        self.timers: list[tuple[int, str, str]] = []
 
     def feed_line(self, line: bytes, number: int) -> None:
         try:
@@ -58,6 +64,7 @@ class Replay:
                 self.result.rejected.append((number, exc.reason))
                 continue
             self.result.events += 1
+            self.advance(record["ts"])  # the event-time clock: what was due before it fires first
             self.clock_ms = max(self.clock_ms, record["ts"])
             self._resolve(record)
 
@@ -93,23 +100,51 @@ class Replay:
             item = queue.popleft()
             outcome = process(self.result.states.get(item["key"]), item, self.book)
             self.result.states[item["key"]] = outcome.state
-            self.result.triggers += outcome.triggers
-            self.result.suppressed += outcome.suppressed
+            self._collect(item["key"], outcome)
             queue.extend(outcome.applied.forward)
+
+    def _collect(self, user: str, outcome: Outcome) -> None:
+        self.result.triggers += outcome.triggers
+        self.result.suppressed += outcome.suppressed
+        self.result.timers_fired += len(outcome.fired)
+        for due, timer_id in outcome.timers.set:
+            heapq.heappush(self.timers, (due, user, timer_id))
+
+    def advance(self, now_ms: int) -> None:
+        """Move the clock to `now_ms`: every timer due by then fires, in due order."""
+        while self.timers and self.timers[0][0] <= now_ms:
+            due, user, timer_id = heapq.heappop(self.timers)
+            state = self.result.states.get(user)
+            timer = (state or {}).get("timers", {}).get(timer_id)
+            if state is None or timer is None or timer["due"] != due:
+                continue  # cancelled or moved since
+            self._collect(user, fire_due(state, due, self.book))
+        self.clock_ms = max(self.clock_ms, now_ms)
+
+    def pending(self) -> int:
+        return sum(len(s.get("timers", {})) for s in self.result.states.values())
 
 
 def replay(
     lines: Iterable[bytes],
     book: RuleBook,
     progress: Callable[[int], None] | None = None,
+    until: Callable[[int], int] | None = None,
 ) -> ReplayResult:
-    """Replay every line through the rules; `progress` is told the line count as it goes."""
+    """Replay every line through the rules; `progress` is told the line count as it goes.
+
+    `until`, given the time of the last event, says how far to move the clock after the last
+    line, so that timers pending then fire (by default the clock stops at the last event).
+    """
     run = Replay(book)
     for number, line in enumerate(lines, start=1):
         if line.strip():
             run.feed_line(line, number)
         if progress is not None and number % 1000 == 0:
             progress(number)
+    if until is not None:
+        run.advance(until(run.clock_ms))
+    run.result.timers_pending = run.pending()
     return run.result
 
 

@@ -13,7 +13,6 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-
 #: The example rules of the repository Kairos is installed from (`make run` loads them).
 EXAMPLE_RULES = Path(__file__).resolve().parents[1] / "examples" / "rules"
 
@@ -74,6 +73,12 @@ class Settings(BaseSettings):
         le=5000,
         description="Longest wait of a consumer fetch on an idle partition (ms). Default: 1500 "
         "(Faust's) on Apache Kafka, 20 on the embedded broker, which holds fetches that long.",
+    )
+    timer_tick: float = Field(
+        default=0.25,
+        gt=0,
+        le=10,
+        description="Seconds between timer ticks: timers fire at most about this late.",
     )
     log_level: Literal["debug", "info", "warn", "error"] = Field(
         default="info", description="Worker log level. `kairos dev` runs its worker at `warn`."

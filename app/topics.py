@@ -31,7 +31,8 @@ INPUTS = (EVENTS, CRM, PROFILES)
 #: Faust tables; each has a changelog topic `<app_id>-<table>-changelog`.
 TABLE_IDENTITY = "identity"
 TABLE_PROFILES = "profiles"
-TABLES = (TABLE_IDENTITY, TABLE_PROFILES)
+TABLE_TIMERS = "timers"
+TABLES = (TABLE_IDENTITY, TABLE_PROFILES, TABLE_TIMERS)
 
 
 @dataclass(frozen=True)

@@ -444,7 +444,8 @@ def _conjuncts(
 
 def _impossible_counts(rule: Rule, conjuncts: list[tuple[str, Condition]]) -> list[str]:
     problems: list[str] = []
-    entries = set(rule.when.events)
+    # A timed rule is evaluated when its timer fires, not on an event that was just counted.
+    entries = set() if rule.timed else set(rule.when.events)
     for path, c in conjuncts:
         if not isinstance(c, CountCondition):
             continue

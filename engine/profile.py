@@ -70,6 +70,7 @@ class UserState(TypedDict, total=False):
     score: list[float]  # engagement score: [value, as_of epoch ms], decayed on read
     fired: dict[str, int]  # rule id → when it last triggered (cooldowns)
     sent: dict[str, list[int]]  # channel → when triggers were sent (channel caps)
+    timers: dict[str, Any]  # timer id → engine.timers.Timer
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from engine import score
 from engine.clock import iso, parse_duration_ms
 from engine.conditions import Context, evaluate
 from engine.events import event_name, properties
-from engine.filters import counter_key, matches
+from engine.filters import MISSING, counter_key, lookup, matches
 from engine.policy import Caps, EventBudget, record, refusal
 from engine.profile import (
     Applied,
@@ -31,15 +31,29 @@ from engine.profile import (
 )
 from engine.records import UserRecord
 from engine.templates import Content, RenderError, compile_content, render_content
+from engine.timers import (
+    Timer,
+    TimerChanges,
+    absence_id,
+    crossing_ms,
+    drop,
+    due_timers,
+    inactive_id,
+    kept_properties,
+    put,
+    score_id,
+)
 from schemas.rules import (
     AllCondition,
     AnyCondition,
     Condition,
     ContactPolicy,
     CountCondition,
+    InactivityEntry,
     NotCondition,
     Rule,
     RuleFile,
+    ScoreEntry,
     Segment,
     SegmentCondition,
 )
@@ -74,6 +88,12 @@ class RuleBook:
     segments: Mapping[str, Condition]
     caps: Caps
     profile: ProfileConfig
+    #: Timed rules: absence rules by the event that arms them and by the one that cancels them,
+    #: inactivity rules, and score-threshold rules.
+    absence_when: Mapping[str, tuple[CompiledRule, ...]] = field(default_factory=dict)
+    absence_unless: Mapping[str, tuple[CompiledRule, ...]] = field(default_factory=dict)
+    inactivity: tuple[CompiledRule, ...] = ()
+    score_rules: tuple[CompiledRule, ...] = ()
 
     @property
     def score_half_life_ms(self) -> int | None:
@@ -112,6 +132,9 @@ class Outcome:
     triggers: list[dict[str, Any]] = field(default_factory=list)
     suppressed: list[Suppression] = field(default_factory=list)
     render_fallbacks: int = 0
+    timers: TimerChanges = field(default_factory=TimerChanges)
+    fired: list[tuple[str, Timer]] = field(default_factory=list)  # timers that fired
+    cancelled: int = 0
 
     @property
     def state(self) -> UserState:
@@ -148,11 +171,21 @@ def compile_rulebook(
             problems.append(f"{where}rule {rule.id}: {exc}")
     if problems:
         raise RuleSetError("\n".join(problems))
+    if scores == [] and any(isinstance(r.when, ScoreEntry) for r in rules):
+        raise RuleSetError("rules with `when: {score_below}` need an engagement_score block")
     enabled = [c for c in compiled if c.rule.enabled]
     by_event: dict[str, list[CompiledRule]] = {}
+    absence_when: dict[str, list[CompiledRule]] = {}
+    absence_unless: dict[str, list[CompiledRule]] = {}
     for item in enabled:
-        for name in dict.fromkeys(item.rule.when.events):  # a name listed twice counts once
-            by_event.setdefault(name, []).append(item)
+        rule = item.rule
+        if rule.unless is not None:
+            for name in dict.fromkeys(rule.when.events):
+                absence_when.setdefault(name, []).append(item)
+            absence_unless.setdefault(rule.unless.event, []).append(item)
+        elif not rule.timed:
+            for name in dict.fromkeys(rule.when.events):  # a name listed twice counts once
+                by_event.setdefault(name, []).append(item)
     conditions = [r.if_ for r in rules if r.if_ is not None] + [s.if_ for s in segments.values()]
     counters = _counters(conditions)
     setup = None
@@ -165,6 +198,10 @@ def compile_rulebook(
         segments={sid: s.if_ for sid, s in segments.items()},
         caps=Caps.of(policies[0] if policies else ContactPolicy()),
         profile=ProfileConfig(recent_items=recent_items, counters=counters, score=setup),
+        absence_when={name: tuple(items) for name, items in absence_when.items()},
+        absence_unless={name: tuple(items) for name, items in absence_unless.items()},
+        inactivity=tuple(i for i in enabled if isinstance(i.rule.when, InactivityEntry)),
+        score_rules=tuple(i for i in enabled if isinstance(i.rule.when, ScoreEntry)),
     )
 
 
@@ -265,20 +302,31 @@ def entry_name(record: UserRecord) -> tuple[str | None, bool]:
 
 
 def process(state: UserState | None, record: UserRecord, book: RuleBook) -> Outcome:
-    """Apply one record to a user's state and publish what the rules decide."""
+    """Apply one record to a user's state and publish what the rules decide.
+
+    Timers of the user due by the record's time fire first (as they would have, on time), so
+    what a record sees never depends on how late a tick came.
+    """
+    outcome = Outcome(Applied(state or {}))  # type: ignore[arg-type]
+    if state is not None and record["kind"] in ("event", "traits") and "merged_into" not in state:
+        _fire_due(state, record["ts"], book, outcome)
+    if record["kind"] == "merge" and state is not None:
+        for timer_id in list(state.get("timers", {})):  # they move to the user with the state
+            drop(state, timer_id, outcome.timers)
     previous_seen = state.get("last_seen") if state else None
     previous = state.get("score") if state else None
     applied = apply_record(state, record, book.profile)
-    outcome = Outcome(applied)
-    if applied.duplicate or applied.forward or record["kind"] not in ("event", "traits"):
+    outcome.applied = applied
+    if applied.duplicate or applied.forward or record["kind"] not in ("event", "traits", "absorb"):
+        return outcome
+    state = applied.state
+    if record["kind"] == "absorb":
+        for timer_id, timer in record["state"].get("timers", {}).items():
+            put(state, timer_id, timer, outcome.timers)
         return outcome
     entry, behavioural = entry_name(record)
     if entry is None:
         return outcome
-    candidates = book.candidates(entry, behavioural)
-    if not candidates:
-        return outcome
-    state = applied.state
     now = record["ts"]
     event = record["event"] if record["kind"] == "event" else _traits_event(record)
     props = properties(event)
@@ -300,18 +348,195 @@ def process(state: UserState | None, record: UserRecord, book: RuleBook) -> Outc
         segments=book.segments,
     )
     fired = []
-    for item in candidates:
+    for item in book.candidates(entry, behavioural):
         rule = item.rule
         if not matches(props, rule.when.where):
             continue
         verdict = evaluate(rule.if_, ctx) if rule.if_ is not None else None
         if verdict is None or verdict.ok:
             fired.append((item, verdict.lines if verdict else []))
-    fired.sort(key=lambda pair: (-pair[0].rule.priority, pair[0].rule.id))
-    budget = EventBudget(book.caps)
-    for item, lines in fired:
-        _publish(outcome, item, lines, state, record, event, ctx, budget, entry)
+    _publish_all(outcome, fired, state, record["id"], entry, event, ctx, None, book.caps)
+    _maintain_timers(outcome, state, record, entry, behavioural, props, ctx, book)
     return outcome
+
+
+def fire_due(state: UserState, now_ms: int, book: RuleBook) -> Outcome:
+    """Fire the user's timers due at or before `now_ms` (a tick found them due)."""
+    outcome = Outcome(Applied(state))
+    _fire_due(state, now_ms, book, outcome)
+    return outcome
+
+
+def _fire_due(state: UserState, now_ms: int, book: RuleBook, outcome: Outcome) -> None:
+    rules = {item.rule.id: item for item in book.rules if item.rule.enabled}
+    half_life = book.score_half_life_ms
+    for timer_id, timer in due_timers(state, now_ms):
+        drop(state, timer_id, outcome.timers)
+        item = rules.get(timer["rule"])
+        if item is None:
+            continue  # its rule was removed or disabled since it was armed
+        outcome.fired.append((timer_id, timer))
+        due = timer["due"]
+        ctx = Context(
+            state=state,
+            properties=timer["props"],
+            now_ms=due,
+            score=score.value_at(state.get("score"), due, half_life) if half_life else 0.0,
+            previous_score=None,
+            previous_seen_ms=state.get("last_seen"),
+            segments=book.segments,
+        )
+        verdict = evaluate(item.rule.if_, ctx) if item.rule.if_ is not None else None
+        if verdict is not None and not verdict.ok:
+            continue
+        lines = [_timer_line(item.rule, timer, book), *(verdict.lines if verdict else [])]
+        event = {
+            "type": "timer",
+            "event": timer["cause_event"],
+            "properties": timer["props"],
+            "timer": {"kind": timer["kind"], "armed_at": iso(timer["armed"]), "due_at": iso(due)},
+        }
+        cause = f"timer:{timer_id}@{due}:{timer['cause']}"
+        _publish_all(
+            outcome,
+            [(item, lines)],
+            state,
+            cause,
+            timer["cause_event"],
+            event,
+            ctx,
+            timer,
+            book.caps,
+        )
+
+
+def _timer_line(rule: Rule, timer: Timer, book: RuleBook) -> str:
+    armed, due = iso(timer["armed"]), iso(timer["due"])
+    if timer["kind"] == "absence" and rule.unless is not None:
+        matched = " and ".join(f"{k} = {v!r}" for k, v in timer["match"].items())
+        what = f"no {rule.unless.event}" + (f" with {matched}" if matched else "")
+        return f"{what} within {rule.within} of {timer['cause_event']} (armed {armed}, due {due})"
+    if timer["kind"] == "inactive" and isinstance(rule.when, InactivityEntry):
+        return f"no activity for {rule.when.inactive_for} since {armed} (due {due})"
+    if isinstance(rule.when, ScoreEntry):
+        return (
+            f"engagement score fell below {rule.when.score_below:g} at {due} "
+            f"(scheduled by {timer['cause_event']} at {armed})"
+        )
+    return f"timer {timer['kind']} due {due}"
+
+
+def _maintain_timers(
+    outcome: Outcome,
+    state: UserState,
+    record: UserRecord,
+    entry: str,
+    behavioural: bool,
+    props: dict[str, Any],
+    ctx: Context,
+    book: RuleBook,
+) -> None:
+    """Arm, move and cancel the user's timers after a record was applied."""
+    now = ctx.now_ms
+
+    def timer(item: CompiledRule, kind: Any, due: int, match: dict[str, Any]) -> Timer:
+        return {
+            "rule": item.rule.id,
+            "kind": kind,
+            "due": due,
+            "armed": now,
+            "cause": record["id"],
+            "cause_event": entry,
+            "match": match,
+            "props": kept_properties(props),
+        }
+
+    for item in book.absence_unless.get(entry, ()):
+        unless = item.rule.unless
+        assert unless is not None
+        if matches(props, unless.where):
+            match = {name: lookup_value(props, name) for name in unless.match}
+            if drop(state, absence_id(item.rule.id, match), outcome.timers) is not None:
+                outcome.cancelled += 1
+    for item in book.absence_when.get(entry, ()):
+        rule = item.rule
+        assert rule.unless is not None and rule.within is not None
+        if matches(props, rule.when.where):
+            match = {name: lookup_value(props, name) for name in rule.unless.match}
+            due = now + parse_duration_ms(rule.within)
+            put(
+                state,
+                absence_id(rule.id, match),
+                timer(item, "absence", due, match),
+                outcome.timers,
+            )
+    if behavioural:
+        for item in book.inactivity:
+            when = item.rule.when
+            assert isinstance(when, InactivityEntry)
+            names = when.events
+            if ("*" in names or entry in names) and matches(props, when.where):
+                due = now + parse_duration_ms(when.inactive_for)
+                put(
+                    state,
+                    inactive_id(item.rule.id),
+                    timer(item, "inactive", due, {}),
+                    outcome.timers,
+                )
+    half_life = book.score_half_life_ms
+    if half_life is None:
+        return
+    for item in book.score_rules:
+        when = item.rule.when
+        assert isinstance(when, ScoreEntry)
+        timer_id = score_id(item.rule.id)
+        crossing = crossing_ms(ctx.score, now, when.score_below, half_life)
+        if crossing is not None:  # above the threshold: due when decay takes it below
+            put(state, timer_id, timer(item, "score", crossing, {}), outcome.timers)
+            continue
+        pending = drop(state, timer_id, outcome.timers)
+        if pending is not None:
+            # The score was above the threshold until this record took it below: it fires now.
+            crossed: Timer = {**pending, "due": now, "cause": record["id"], "cause_event": entry}
+            before = "?" if ctx.previous_score is None else f"{ctx.previous_score:.2f}"
+            line = (
+                f"engagement score fell from {before} to {ctx.score:.2f}, below "
+                f"{when.score_below:g}, with {entry}"
+            )
+            event = record["event"] if record["kind"] == "event" else {}
+            _publish_all(
+                outcome,
+                [(item, [line])],
+                state,
+                record["id"],
+                entry,
+                event,
+                ctx,
+                crossed,
+                book.caps,
+            )
+
+
+def lookup_value(props: dict[str, Any], path: str) -> Any:
+    found = lookup(props, path)
+    return None if found is MISSING else found
+
+
+def _publish_all(
+    outcome: Outcome,
+    fired: list[tuple[CompiledRule, list[str]]],
+    state: UserState,
+    cause_id: str,
+    entry: str,
+    event: dict[str, Any],
+    ctx: Context,
+    timer: Timer | None,
+    caps: Caps,
+) -> None:
+    fired.sort(key=lambda pair: (-pair[0].rule.priority, pair[0].rule.id))
+    budget = EventBudget(caps)
+    for item, lines in fired:
+        _publish(outcome, item, lines, state, cause_id, event, ctx, budget, entry, timer)
 
 
 def _traits_event(record: UserRecord) -> dict[str, Any]:
@@ -329,23 +554,23 @@ def _publish(
     item: CompiledRule,
     lines: list[str],
     state: UserState,
-    cause: UserRecord,
+    cause_id: str,
     event: dict[str, Any],
     ctx: Context,
     budget: EventBudget,
     entry: str,
+    timer: Timer | None,
 ) -> None:
     rule, action = item.rule, item.rule.then
     user = state["key"]
-    tid = trigger_id(rule, user, cause["id"])
+    tid = trigger_id(rule, user, cause_id)
     now = ctx.now_ms
 
     def suppress(reason: str) -> None:
-        outcome.suppressed.append(
-            Suppression(
-                tid, rule.id, rule.version, user, action.channel, action.type, reason, iso(now)
-            )
+        held = Suppression(
+            tid, rule.id, rule.version, user, action.channel, action.type, reason, iso(now)
         )
+        outcome.suppressed.append(held)
 
     reason = refusal(state, rule.id, item.cooldown_ms, action.channel, now, budget)
     if reason is not None:
@@ -367,14 +592,21 @@ def _publish(
         source = f"fallback ({failure})"
         outcome.render_fallbacks += 1
     record(state, rule.id, action.channel, now, budget)
-    explanation = {
+    explanation: dict[str, Any] = {
         "summary": " and ".join(lines) if lines else f"{entry} (no conditions)",
         "conditions": lines,
         "engagement_score": round(ctx.score, 3),
         "rule_version": rule.version,
-        "cause": {"id": cause["id"], "event": entry},
+        "cause": {"id": cause_id, "event": entry},
         "content_source": source,
     }
+    if timer is not None:
+        explanation["timer"] = {
+            "kind": timer["kind"],
+            "armed_at": iso(timer["armed"]),
+            "due_at": iso(timer["due"]),
+            "armed_by": {"id": timer["cause"], "event": timer["cause_event"]},
+        }
     outcome.triggers.append(
         {
             "specversion": "1.0",

@@ -238,7 +238,7 @@ _MODELS: dict[str, type[BaseModel]] = {
 
 
 class Entry(_Strict):
-    """The event that causes a rule to be evaluated."""
+    """The event that causes a rule to be evaluated (or, with `unless`, that arms its timer)."""
 
     event: str | list[str] = Field(
         description="Event name(s): a track's event, `Page Viewed`, `Screen Viewed`, `Identify`, "
@@ -250,6 +250,68 @@ class Entry(_Strict):
     @property
     def events(self) -> list[str]:
         return [self.event] if isinstance(self.event, str) else list(self.event)
+
+
+class InactivityEntry(_Strict):
+    """Fire once when the user has done nothing (or nothing matching) for a while."""
+
+    inactive_for: Duration = Field(description="How long without activity, e.g. 24h.")
+    event: str | list[str] = Field(
+        default="*", description="What counts as activity: event name(s), or * for any."
+    )
+    where: list[PropertyFilter] = Field(default_factory=list)
+
+    @property
+    def events(self) -> list[str]:
+        return [self.event] if isinstance(self.event, str) else list(self.event)
+
+
+class ScoreEntry(_Strict):
+    """Fire when the engagement score falls below a threshold, by an event or by decay alone."""
+
+    score_below: float = Field(gt=0, description="The threshold (above 0: the score decays to 0).")
+
+    @property
+    def events(self) -> list[str]:
+        return []  # no event enters it: the score's own course does
+
+    @property
+    def where(self) -> list[PropertyFilter]:
+        return []
+
+
+def _entry_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        if "inactive_for" in value:
+            return "inactive_for"
+        if "score_below" in value:
+            return "score_below"
+        return "event"
+    if isinstance(value, InactivityEntry):
+        return "inactive_for"
+    if isinstance(value, ScoreEntry):
+        return "score_below"
+    return "event"
+
+
+AnyEntry = Annotated[
+    Annotated[Entry, Tag("event")]
+    | Annotated[InactivityEntry, Tag("inactive_for")]
+    | Annotated[ScoreEntry, Tag("score_below")],
+    Discriminator(_entry_kind),
+]
+
+
+class Unless(_Strict):
+    """The event that, arriving in time, cancels an absence rule's pending timer."""
+
+    event: str = Field(min_length=1, description="e.g. Order Completed")
+    where: list[PropertyFilter] = Field(default_factory=list)
+    match: list[str] = Field(
+        default_factory=list,
+        description="Properties that must be equal in both events, e.g. [cart_id]: each cart "
+        "has its own timer.",
+    )
 
 
 class Action(_Strict):
@@ -276,9 +338,26 @@ class Rule(_Strict):
     priority: int = Field(
         default=0, description="Higher wins when several rules fire for one channel on one event."
     )
-    when: Entry
+    when: AnyEntry
+    unless: Unless | None = Field(
+        default=None, description="Absence rule: fire `within` after `when` unless this happens."
+    )
+    within: Duration | None = Field(default=None, description="The deadline of `unless`.")
     if_: Condition | None = Field(default=None, alias="if")
     then: Action
+
+    @model_validator(mode="after")
+    def _timer_fields(self) -> Rule:
+        if (self.unless is None) != (self.within is None):
+            raise ValueError("`unless` and `within` go together")
+        if self.unless is not None and not isinstance(self.when, Entry):
+            raise ValueError("`unless` needs a `when` event")
+        return self
+
+    @property
+    def timed(self) -> bool:
+        """Whether the rule fires from a timer rather than on its entry event."""
+        return self.unless is not None or not isinstance(self.when, Entry)
 
 
 class Segment(_Strict):

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from app.settings import Settings
-from app.topics import all_topics
+from app.topics import TABLES, all_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -226,7 +226,7 @@ def test_kafka_init_gives_every_topic_the_worker_partition_count_and_one_replica
 
 def test_only_changelog_topics_are_compacted(topic_commands: dict[str, list[str]]) -> None:
     changelogs = {name for name in topic_commands if name.endswith("-changelog")}
-    assert changelogs == {"kairos-identity-changelog", "kairos-profiles-changelog"}
+    assert changelogs == {f"kairos-{table}-changelog" for table in TABLES}
     for name, args in topic_commands.items():
         compacted = "cleanup.policy=compact" in args
         assert compacted == (name in changelogs), name

@@ -1,0 +1,127 @@
+"""Timers: rules that fire when something does *not* happen, on event time.
+
+A pending timer lives in the user's state (`state["timers"]`, changelogged with the profile) and
+in an ordered index keyed by `timer_key(due, user, id)`, so that a tick finds the timers due now by
+a range scan, at a cost of O(timers due), never O(users). Every timer fires at its due time, not
+at the tick's: what it decides, and the trigger's id, do not depend on when the tick came.
+
+Kinds:
+- `absence`: armed by a rule's `when` event, cancelled by its `unless` event (matched on the
+  `unless.match` properties, so every cart has its own), fires `within` after arming;
+- `inactive`: re-armed by each activity, fires once `inactive_for` after the last one;
+- `score`: pending while the engagement score is above `score_below`, due at the moment its
+  decay takes it below; an event that raises the score moves it, one that lowers it below fires
+  it at once.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, TypedDict
+
+import orjson
+
+from engine.profile import UserState
+
+#: Separates the parts of an index key; ids never hold control characters.
+SEPARATOR = "\x1f"
+#: The arming event's properties are kept for the content of the trigger up to this size.
+MAX_KEPT_PROPERTIES = 2048
+
+Kind = Literal["absence", "inactive", "score"]
+
+
+class Timer(TypedDict):
+    rule: str
+    kind: Kind
+    due: int  # epoch ms, event time
+    armed: int  # event time of the record that armed it
+    cause: str  # that record's id
+    cause_event: str  # its entry name
+    match: dict[str, Any]  # absence: the matched property values
+    props: dict[str, Any]  # the arming event's properties (empty when too large)
+
+
+def timer_key(due_ms: int, user_key: str, timer_id: str) -> bytes:
+    """The index key: due time first (fixed width), so keys sort by due time."""
+    return f"{max(due_ms, 0):015d}{SEPARATOR}{user_key}{SEPARATOR}{timer_id}".encode()
+
+
+def due_bound(now_ms: int) -> bytes:
+    """Every index key of a timer due at or before `now_ms` sorts before this."""
+    return f"{max(now_ms, 0):015d}{SEPARATOR}\U0010ffff".encode()
+
+
+def parse_timer_key(key: bytes) -> tuple[int, str, str]:
+    due, user, timer_id = key.decode().split(SEPARATOR, 2)
+    return int(due), user, timer_id
+
+
+def absence_id(rule_id: str, match: dict[str, Any]) -> str:
+    return f"absence:{rule_id}:{orjson.dumps(match, option=orjson.OPT_SORT_KEYS).decode()}"
+
+
+def inactive_id(rule_id: str) -> str:
+    return f"inactive:{rule_id}"
+
+
+def score_id(rule_id: str) -> str:
+    return f"score:{rule_id}"
+
+
+def kept_properties(props: dict[str, Any]) -> dict[str, Any]:
+    """The properties a timer keeps for its trigger's content (bounded: state stays small)."""
+    return props if len(orjson.dumps(props)) <= MAX_KEPT_PROPERTIES else {}
+
+
+def crossing_ms(value: float, as_of: int, threshold: float, half_life_ms: int) -> int | None:
+    """The first millisecond at which a score above `threshold` has decayed below it.
+
+    None when it is not above the threshold: a score exactly at it is not "above" (else one event
+    of weight 20 would "fall below 20" a millisecond later).
+    """
+    if threshold <= 0 or value <= threshold:
+        return None
+    exact = as_of + half_life_ms * math.log2(value / threshold)
+    return math.floor(exact) + 1
+
+
+class TimerChanges:
+    """Index updates a record caused: keys to add and keys to remove."""
+
+    def __init__(self) -> None:
+        self.set: list[tuple[int, str]] = []  # (due, timer id)
+        self.unset: list[tuple[int, str]] = []
+
+    def extend(self, other: TimerChanges) -> None:
+        self.set += other.set
+        self.unset += other.unset
+
+
+def put(state: UserState, timer_id: str, timer: Timer, changes: TimerChanges) -> None:
+    """Arm (or move) a timer."""
+    timers: dict[str, Timer] = state.setdefault("timers", {})  # type: ignore[typeddict-item]
+    old = timers.get(timer_id)
+    if old is not None:
+        if old["due"] == timer["due"]:
+            timers[timer_id] = timer
+            return
+        changes.unset.append((old["due"], timer_id))
+    timers[timer_id] = timer
+    changes.set.append((timer["due"], timer_id))
+
+
+def drop(state: UserState, timer_id: str, changes: TimerChanges) -> Timer | None:
+    """Cancel (or consume) a timer; returns it, or None when there was none."""
+    timers: dict[str, Timer] = state.get("timers", {})  # type: ignore[assignment]
+    timer = timers.pop(timer_id, None)
+    if timer is not None:
+        changes.unset.append((timer["due"], timer_id))
+    return timer
+
+
+def due_timers(state: UserState, now_ms: int) -> list[tuple[str, Timer]]:
+    """The user's timers due at or before `now_ms`, in the order they fire."""
+    timers: dict[str, Timer] = state.get("timers", {})  # type: ignore[assignment]
+    due = [(t["due"], timer_id, t) for timer_id, t in timers.items() if t["due"] <= now_ms]
+    return [(timer_id, t) for _, timer_id, t in sorted(due, key=lambda item: item[:2])]

@@ -120,7 +120,7 @@ async def _tick(event: EventT[Any], now_ms: int) -> None:
     """Fire every timer of this partition due by `now_ms`."""
     started = time.perf_counter()
     focus(event)
-    due_by_user: dict[str, list[bytes]] = defaultdict(list)
+    due_by_user: dict[str, list[str]] = defaultdict(list)
     for key, _, user, _ in due_entries(event.message.partition, now_ms):
         due_by_user[user].append(key)
     for user, keys in due_by_user.items():

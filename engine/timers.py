@@ -42,18 +42,20 @@ class Timer(TypedDict):
     props: dict[str, Any]  # the arming event's properties (empty when too large)
 
 
-def timer_key(due_ms: int, user_key: str, timer_id: str) -> bytes:
+DUE_DIGITS = 15
+
+
+def timer_key(due_ms: int, user_key: str, timer_id: str) -> str:
     """The index key: due time first (fixed width), so keys sort by due time."""
-    return f"{max(due_ms, 0):015d}{SEPARATOR}{user_key}{SEPARATOR}{timer_id}".encode()
+    return f"{max(due_ms, 0):0{DUE_DIGITS}d}{SEPARATOR}{user_key}{SEPARATOR}{timer_id}"
 
 
-def due_bound(now_ms: int) -> bytes:
-    """Every index key of a timer due at or before `now_ms` sorts before this."""
-    return f"{max(now_ms, 0):015d}{SEPARATOR}\U0010ffff".encode()
+def key_due(key: str) -> int:
+    return int(key[:DUE_DIGITS])
 
 
-def parse_timer_key(key: bytes) -> tuple[int, str, str]:
-    due, user, timer_id = key.decode().split(SEPARATOR, 2)
+def parse_timer_key(key: str) -> tuple[int, str, str]:
+    due, user, timer_id = key.split(SEPARATOR, 2)
     return int(due), user, timer_id
 
 

@@ -1,4 +1,4 @@
-"""The timer index: `engine.timers.timer_key(due, user, timer)` → user key (JSON), per partition.
+"""The timer index: `engine.timers.timer_key(due, user, timer)` → user key, per partition.
 
 The timers themselves live in their users' state; this table orders them by due time, so that a
 tick reads only the keys due now (a range scan of the partition's RocksDB, from the first key).
@@ -11,37 +11,42 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import faust
+import orjson
 
 from app import topics
 from app.faust_app import app, settings
-from engine.timers import due_bound, parse_timer_key
+from engine.timers import key_due, parse_timer_key
 
 timer_index = app.Table(
     topics.TABLE_TIMERS,
     default=None,
     partitions=settings.partitions,
-    # Values are JSON: Faust decodes table values with the app's value serializer on reads.
-    schema=faust.Schema(key_type=bytes, key_serializer="raw", value_serializer="json"),
+    # JSON keys and values, like every table: Faust's changelog recovery decodes keys as JSON
+    # whatever the table's serializer (raw keys made a restarted worker's recovery fail). A JSON
+    # string keeps the fixed-width due time first, so encoded keys still sort by due time.
+    schema=faust.Schema(
+        key_type=str, value_type=str, key_serializer="json", value_serializer="json"
+    ),
     help="Pending timers ordered by due time",
 )
 
 
-def due_entries(partition: int, now_ms: int) -> Iterator[tuple[bytes, int, str, str]]:
+def due_entries(partition: int, now_ms: int) -> Iterator[tuple[str, int, str, str]]:
     """(key, due, user, timer id) of every index entry of `partition` due by `now_ms`, in order.
 
-    Reads the partition's RocksDB directly (Faust's store has no range scan): the keys sort by due
+    Reads the partition's RocksDB directly (Faust's store has no range scan): keys sort by due
     time, so the scan stops at the first key not yet due.
     """
-    bound = due_bound(now_ms)
     db = timer_index.data._db_for_partition(partition)  # type: ignore[attr-defined]
-    for key in db.keys():  # noqa: SIM118 - a rocksdict, iterated in key order
-        if key > bound:
+    for raw in db.keys():  # noqa: SIM118 - a rocksdict, iterated in key order
+        key = orjson.loads(raw)
+        if key_due(key) > now_ms:
             return
         due, user, timer_id = parse_timer_key(key)
         yield key, due, user, timer_id
 
 
-def forget(key: bytes) -> None:
+def forget(key: str) -> None:
     """Remove an index entry, if there (without reading it: a delete needs no decode)."""
     if key in timer_index:
         del timer_index[key]

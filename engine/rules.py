@@ -311,8 +311,10 @@ def process(state: UserState | None, record: UserRecord, book: RuleBook) -> Outc
     if state is not None and record["kind"] in ("event", "traits") and "merged_into" not in state:
         _fire_due(state, record["ts"], book, outcome)
     if record["kind"] == "merge" and state is not None:
-        for timer_id in list(state.get("timers", {})):  # they move to the user with the state
-            drop(state, timer_id, outcome.timers)
+        # The timers travel to the user with the whole state (the absorb record carries them):
+        # only their index entries go here. The state itself is left whole for the hand-over.
+        for timer_id, pending in state.get("timers", {}).items():
+            outcome.timers.unset.append((pending["due"], timer_id))
     previous_seen = state.get("last_seen") if state else None
     previous = state.get("score") if state else None
     applied = apply_record(state, record, book.profile)
@@ -321,8 +323,7 @@ def process(state: UserState | None, record: UserRecord, book: RuleBook) -> Outc
         return outcome
     state = applied.state
     if record["kind"] == "absorb":
-        for timer_id, timer in record["state"].get("timers", {}).items():
-            put(state, timer_id, timer, outcome.timers)
+        _absorb_timers(state, record["state"].get("timers", {}), book, outcome)
         return outcome
     entry, behavioural = entry_name(record)
     if entry is None:
@@ -358,6 +359,35 @@ def process(state: UserState | None, record: UserRecord, book: RuleBook) -> Outc
     _publish_all(outcome, fired, state, record["id"], entry, event, ctx, None, book.caps)
     _maintain_timers(outcome, state, record, entry, behavioural, props, ctx, book)
     return outcome
+
+
+def _absorb_timers(
+    state: UserState, timers: dict[str, Timer], book: RuleBook, outcome: Outcome
+) -> None:
+    """Take over a merged visitor's timers: of two of the same id, the later-armed one wins (the
+    person's latest activity counts); score timers are recomputed from the merged score."""
+    mine = state.get("timers", {})
+    for timer_id, timer in timers.items():
+        if timer["kind"] == "score":
+            continue
+        current = mine.get(timer_id)
+        if current is None or timer["armed"] > current["armed"]:
+            put(state, timer_id, timer, outcome.timers)
+    half_life = book.score_half_life_ms
+    merged = state.get("score")
+    if half_life is None or not merged:
+        return
+    as_of = int(merged[1])
+    for item in book.score_rules:
+        when = item.rule.when
+        assert isinstance(when, ScoreEntry)
+        timer_id = score_id(item.rule.id)
+        armed = mine.get(timer_id) or timers.get(timer_id)
+        crossing = crossing_ms(merged[0], as_of, when.score_below, half_life)
+        if crossing is None:
+            drop(state, timer_id, outcome.timers)
+        elif armed is not None:
+            put(state, timer_id, {**armed, "due": crossing}, outcome.timers)
 
 
 def fire_due(state: UserState, now_ms: int, book: RuleBook) -> Outcome:

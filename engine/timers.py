@@ -84,8 +84,8 @@ def crossing_ms(value: float, as_of: int, threshold: float, half_life_ms: int) -
     """
     if threshold <= 0 or value <= threshold:
         return None
-    exact = as_of + half_life_ms * math.log2(value / threshold)
-    return math.floor(exact) + 1
+    # The offset alone, then added to as_of as integers: floats near 1e12 lose the last ms.
+    return as_of + math.floor(half_life_ms * math.log2(value / threshold)) + 1
 
 
 class TimerChanges:

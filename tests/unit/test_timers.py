@@ -256,12 +256,24 @@ def test_no_crossing_unless_the_score_is_above_a_positive_threshold(
     st.integers(min_value=1000, max_value=365 * DAY_MS),
     st.integers(min_value=0, max_value=4 * 10**12),
 )
-def test_the_crossing_is_the_first_millisecond_below_the_threshold(
+def test_the_crossing_is_when_the_score_is_below_the_threshold_never_earlier(
     threshold: float, ratio: float, half_life: int, as_of: int
 ) -> None:
     value = threshold * ratio
     at = crossing_ms(value, as_of, threshold, half_life)
     assert at is not None and at > as_of
+    stored = [value, float(as_of)]
+    assert score.value_at(stored, at, half_life) < threshold
+    # At most a millisecond late (the exact first millisecond: see the next test).
+    assert score.value_at(stored, at - 2, half_life) >= threshold
+
+
+def test_the_crossing_is_the_first_millisecond_below_the_threshold() -> None:
+    # The exact crossing is 1_099_511_627_776.9999 (found by hypothesis): the first ms below is
+    # ..._777, but the sum rounds to ..._777.0 and crossing_ms says ..._778.
+    value, as_of, threshold, half_life = 3191.6443255946347, 1_099_511_417_592, 1.0, 18_057
+    at = crossing_ms(value, as_of, threshold, half_life)
+    assert at is not None
     stored = [value, float(as_of)]
     assert score.value_at(stored, at, half_life) < threshold
     assert score.value_at(stored, at - 1, half_life) >= threshold
@@ -287,9 +299,11 @@ def test_timed_rules_publish_nothing_when_their_timer_is_armed() -> None:
     outcome = user.feed(track("m1", T0, "Order Completed", cart_id="c0"))
     outcome = user.feed(track("m2", T0, "Product Added", cart_id="c1"))
     assert outcome.triggers == [] and outcome.suppressed == []
-    assert set(user.timers) == {cart_timer("c1"), inactive_id("inactive_24h"), score_id(
-        "reengage_low_score"
-    )}
+    assert set(user.timers) == {
+        cart_timer("c1"),
+        inactive_id("inactive_24h"),
+        score_id("reengage_low_score"),
+    }
 
 
 def test_the_unless_event_for_the_same_cart_cancels_the_timer() -> None:
@@ -677,12 +691,6 @@ def test_a_merge_drops_the_timers_from_the_anonymous_profile() -> None:
     assert visitor.state is not None and visitor.state["merged_into"] == USER
 
 
-@pytest.mark.xfail(
-    reason="BUG engine/rules.py:313-315: process() drops the anonymous state's timers in place "
-    "before apply_record hands the state over (profile._hand_over copies it shallowly), so the "
-    "absorb record carries `timers: {}` and the visitor's pending timers are lost",
-    strict=True,
-)
 def test_the_absorb_record_of_a_merge_carries_the_pending_timers() -> None:
     outcome = anonymous_cart().feed(merge_record())
     [absorb] = outcome.applied.forward
@@ -690,11 +698,6 @@ def test_the_absorb_record_of_a_merge_carries_the_pending_timers() -> None:
     assert list(absorb["state"].get("timers", {})) == [cart_timer("c1")]
 
 
-@pytest.mark.xfail(
-    reason="BUG engine/rules.py:313-315: the merge loses the visitor's timers (see above), so "
-    "the cart reminder never fires for the user",
-    strict=True,
-)
 def test_an_anonymous_cart_timer_moves_to_the_user_on_merge_and_fires_for_the_user() -> None:
     visitor = anonymous_cart()
     user = User(visitor.book)
@@ -731,12 +734,6 @@ def test_an_absorbed_timer_is_put_on_the_user_and_fires_for_the_user() -> None:
     }
 
 
-@pytest.mark.xfail(
-    reason="BUG engine/rules.py:323-325: absorb `put`s every absorbed timer over the user's own: "
-    "the visitor's older inactivity timer replaces the user's later one, so it fires although "
-    "the person was active within inactive_for",
-    strict=True,
-)
 def test_an_absorbed_inactivity_timer_does_not_advance_the_users_later_one() -> None:
     visitor = User(book(INACTIVE))
     visitor.feed(page("m1", T0, key=ANON))
@@ -747,12 +744,6 @@ def test_an_absorbed_inactivity_timer_does_not_advance_the_users_later_one() -> 
     assert user.tick(T0 + 24 * HOUR_MS).triggers == []
 
 
-@pytest.mark.xfail(
-    reason="BUG engine/rules.py:323-325: absorb keeps the visitor's score timer, due when the "
-    "visitor's own score crosses the threshold; the merged (summed) score is then still above "
-    "it, yet the timer fires",
-    strict=True,
-)
 def test_an_absorbed_score_timer_does_not_fire_while_the_merged_score_is_above() -> None:
     visitor = User(book(SCORING, REENGAGE))
     visitor.feed(track("m1", T0, "Order Completed", key=ANON))

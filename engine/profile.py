@@ -355,6 +355,16 @@ def profile_view(
         "recent_items": recent,
         "counts": counts,
         "engagement_score": None if engagement is None else round(engagement, 3),
+        "pending_timers": [
+            {
+                "rule": t["rule"],
+                "kind": t["kind"],
+                "due_at": iso(t["due"]),
+                "armed_at": iso(t["armed"]),
+                "armed_by": t["cause_event"],
+            }
+            for t in sorted(state.get("timers", {}).values(), key=lambda t: (t["due"], t["rule"]))
+        ],
     }
 
 

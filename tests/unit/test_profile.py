@@ -625,6 +625,7 @@ def test_profile_view_shows_traits_activity_and_counts() -> None:
             "Signed Up": {"1h": 0, "24h": 0, "7d": 1, "30d": 1},
         },
         "engagement_score": None,  # no score configured
+        "pending_timers": [],
     }
 
 

@@ -22,6 +22,7 @@ from engine.identity import resolve
 from engine.profile import UserState
 from engine.records import MergeRecord, UserRecord, merge_id
 from engine.rules import Outcome, RuleBook, Suppression, fire_due, process
+from engine.timers import indexed_at
 
 
 @dataclass
@@ -116,8 +117,8 @@ class Replay:
             due, user, timer_id = heapq.heappop(self.timers)
             state = self.result.states.get(user)
             timer = (state or {}).get("timers", {}).get(timer_id)
-            if state is None or timer is None or timer["due"] != due:
-                continue  # cancelled or moved since
+            if state is None or timer is None or indexed_at(timer) != due:
+                continue  # cancelled, or moved earlier, since
             self._collect(user, fire_due(state, due, self.book))
         self.clock_ms = max(self.clock_ms, now_ms)
 

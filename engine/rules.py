@@ -39,8 +39,10 @@ from engine.timers import (
     drop,
     due_timers,
     inactive_id,
+    indexed_at,
     kept_properties,
     put,
+    reindex,
     score_id,
 )
 from schemas.rules import (
@@ -314,7 +316,7 @@ def process(state: UserState | None, record: UserRecord, book: RuleBook) -> Outc
         # The timers travel to the user with the whole state (the absorb record carries them):
         # only their index entries go here. The state itself is left whole for the hand-over.
         for timer_id, pending in state.get("timers", {}).items():
-            outcome.timers.unset.append((pending["due"], timer_id))
+            outcome.timers.unset.append((indexed_at(pending), timer_id))
     previous_seen = state.get("last_seen") if state else None
     previous = state.get("score") if state else None
     applied = apply_record(state, record, book.profile)
@@ -438,6 +440,7 @@ def _fire_due(state: UserState, now_ms: int, book: RuleBook, outcome: Outcome) -
             timer,
             book.caps,
         )
+    reindex(state, now_ms, outcome.timers)
 
 
 def _timer_line(rule: Rule, timer: Timer, book: RuleBook) -> str:

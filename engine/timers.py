@@ -17,7 +17,7 @@ Kinds:
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 import orjson
 
@@ -40,6 +40,7 @@ class Timer(TypedDict):
     cause_event: str  # its entry name
     match: dict[str, Any]  # absence: the matched property values
     props: dict[str, Any]  # the arming event's properties (empty when too large)
+    indexed: NotRequired[int]  # the due time of its index entry (<= due; see `put`)
 
 
 DUE_DIGITS = 15
@@ -100,15 +101,27 @@ class TimerChanges:
         self.unset += other.unset
 
 
+def indexed_at(timer: Timer) -> int:
+    return timer.get("indexed", timer["due"])
+
+
 def put(state: UserState, timer_id: str, timer: Timer, changes: TimerChanges) -> None:
-    """Arm (or move) a timer."""
+    """Arm (or move) a timer.
+
+    A timer moved *later* keeps its index entry: the tick that reaches the old entry re-indexes
+    the timer at its real due time (`reindex`). An active user's inactivity or score timer moves on
+    every event; re-indexing it each time would cost two table writes per event instead of one
+    per period.
+    """
     timers: dict[str, Timer] = state.setdefault("timers", {})  # type: ignore[typeddict-item]
     old = timers.get(timer_id)
     if old is not None:
-        if old["due"] == timer["due"]:
+        if timer["due"] >= indexed_at(old):
+            timer["indexed"] = indexed_at(old)
             timers[timer_id] = timer
             return
-        changes.unset.append((old["due"], timer_id))
+        changes.unset.append((indexed_at(old), timer_id))
+    timer["indexed"] = timer["due"]
     timers[timer_id] = timer
     changes.set.append((timer["due"], timer_id))
 
@@ -118,8 +131,17 @@ def drop(state: UserState, timer_id: str, changes: TimerChanges) -> Timer | None
     timers: dict[str, Timer] = state.get("timers", {})  # type: ignore[assignment]
     timer = timers.pop(timer_id, None)
     if timer is not None:
-        changes.unset.append((timer["due"], timer_id))
+        changes.unset.append((indexed_at(timer), timer_id))
     return timer
+
+
+def reindex(state: UserState, now_ms: int, changes: TimerChanges) -> None:
+    """Move the index entries reached by `now_ms` of timers that are due later (see `put`)."""
+    timers: dict[str, Timer] = state.get("timers", {})  # type: ignore[assignment]
+    for timer_id, timer in timers.items():
+        if indexed_at(timer) <= now_ms < timer["due"]:
+            timer["indexed"] = timer["due"]
+            changes.set.append((timer["due"], timer_id))
 
 
 def due_timers(state: UserState, now_ms: int) -> list[tuple[str, Timer]]:

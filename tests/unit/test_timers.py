@@ -331,10 +331,14 @@ def test_a_second_when_for_the_same_cart_moves_the_deadline() -> None:
     user.feed(track("m1", T0, "Product Added", cart_id="c1"))
     outcome = user.feed(track("m2", T0 + 10 * MINUTE_MS, "Product Added", cart_id="c1"))
     timer_id = cart_timer("c1")
-    assert outcome.timers.unset == [(T0 + 30 * MINUTE_MS, timer_id)]
-    assert outcome.timers.set == [(T0 + 40 * MINUTE_MS, timer_id)]
+    # Moved later: the index entry stays at the old deadline (no table write for the move)...
+    assert outcome.timers.unset == [] and outcome.timers.set == []
+    assert user.timers[timer_id]["due"] == T0 + 40 * MINUTE_MS
     assert user.timers[timer_id]["cause"] == "m2"
-    assert user.tick(T0 + 30 * MINUTE_MS).triggers == []
+    # ...and the tick that reaches it re-indexes the timer at its real deadline, firing nothing.
+    at_old_deadline = user.tick(T0 + 30 * MINUTE_MS)
+    assert at_old_deadline.triggers == []
+    assert at_old_deadline.timers.set == [(T0 + 40 * MINUTE_MS, timer_id)]
     assert len(user.tick(T0 + 40 * MINUTE_MS).triggers) == 1
 
 
@@ -431,9 +435,10 @@ def test_each_activity_moves_the_single_inactivity_timer() -> None:
     first = user.feed(page("m1", T0))
     assert first.timers.set == [(T0 + DAY_MS, timer_id)]
     second = user.feed(track("m2", T0 + HOUR_MS, "Product Viewed", product_id="A"))
-    assert second.timers.unset == [(T0 + DAY_MS, timer_id)]
-    assert second.timers.set == [(T0 + HOUR_MS + DAY_MS, timer_id)]
+    assert second.timers.unset == [] and second.timers.set == []  # index entry kept (lazy)
+    assert user.timers[timer_id]["due"] == T0 + HOUR_MS + DAY_MS
     assert list(user.timers) == [timer_id]
+    assert user.tick(T0 + DAY_MS).timers.set == [(T0 + HOUR_MS + DAY_MS, timer_id)]
 
 
 def test_a_non_behavioural_call_is_not_activity() -> None:
@@ -524,9 +529,11 @@ def test_an_event_raising_the_score_moves_its_timer_later() -> None:
     value = score.value_at(user.state["score"], T0 + DAY_MS, WEEK_MS)  # type: ignore[index]
     later = crossing_ms(value, T0 + DAY_MS, 20, WEEK_MS)
     assert later is not None and later > T0 + WEEK_MS + 1
-    assert outcome.timers.unset == [(T0 + WEEK_MS + 1, timer_id)]
-    assert outcome.timers.set == [(later, timer_id)]
-    assert user.tick(T0 + WEEK_MS + 1).triggers == []
+    assert outcome.timers.unset == [] and outcome.timers.set == []  # moved later: lazy
+    assert user.timers[timer_id]["due"] == later
+    at_old_crossing = user.tick(T0 + WEEK_MS + 1)
+    assert at_old_crossing.triggers == []
+    assert at_old_crossing.timers.set == [(later, timer_id)]
 
 
 def test_an_event_taking_the_score_below_fires_at_once_and_removes_the_timer() -> None:
@@ -756,3 +763,19 @@ def test_an_absorbed_score_timer_does_not_fire_while_the_merged_score_is_above()
     merged = score.value_at(user.state["score"], visitor_due, WEEK_MS)  # type: ignore[index]
     assert merged > 20
     assert user.tick(visitor_due).triggers == []
+
+
+def test_a_timer_moved_earlier_is_reindexed_at_once() -> None:
+    user = User(book(SCORING, REENGAGE))
+    user.feed(track("m1", T0, "Order Completed"))
+    user.feed(track("m2", T0, "Order Completed"))  # score 40: crossing in one half-life
+    timer_id = score_id("reengage_low_score")
+    indexed = user.timers[timer_id]["due"]
+    for i in range(3):  # +5 each: 55, the crossing moves later (lazily: no index change)
+        assert user.feed(track(f"a{i}", T0 + MINUTE_MS, "Product Added")).timers.unset == []
+    # A cancellation (-30) leaves 25: still above 20, but crossing sooner than the index entry.
+    earlier = user.feed(track("m4", T0 + 2 * MINUTE_MS, "Subscription Cancelled"))
+    new_due = user.timers[timer_id]["due"]
+    assert new_due < indexed
+    assert earlier.timers.unset == [(indexed, timer_id)]
+    assert earlier.timers.set == [(new_due, timer_id)]

@@ -19,7 +19,7 @@ from app.faust_app import app, identity_topic, users_topic
 from app.metrics import BATCH_SECONDS, IDENTITY_LINKS
 from app.topics import IDENTITY
 from engine.identity import resolve
-from engine.records import EventRecord, MergeRecord, merge_id
+from engine.records import EventRecord, merge_record
 from tables.identity import identity_links
 
 
@@ -37,12 +37,7 @@ async def resolve_identities(stream: StreamT[Any]) -> None:
                 await dead_letter(event, IDENTITY, "processing_error", f"identity: {exc!r}")
                 continue
             if resolution.merge_from is not None:
-                merge: MergeRecord = {
-                    "kind": "merge",
-                    "key": resolution.merge_from,
-                    "id": merge_id(resolution.merge_from, resolution.user_key),
-                    "into": resolution.user_key,
-                }
+                merge = merge_record(resolution.merge_from, resolution.user_key)
                 await users_topic.send(key=merge["key"], value=orjson.dumps(merge))
             record["key"] = resolution.user_key
             await users_topic.send(key=record["key"], value=orjson.dumps(record))

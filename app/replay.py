@@ -20,7 +20,7 @@ from app.intake import Rejected, event_record
 from engine.clock import parse_iso_ms
 from engine.identity import resolve
 from engine.profile import UserState
-from engine.records import MergeRecord, UserRecord, merge_id
+from engine.records import UserRecord, merge_record
 from engine.rules import Outcome, RuleBook, Suppression, fire_due, process
 from engine.timers import indexed_at
 
@@ -86,13 +86,7 @@ class Replay:
         resolution = resolve(record["event"], self.links.get(identity))
         queue: deque[UserRecord] = deque()
         if resolution.merge_from is not None:
-            merge: MergeRecord = {
-                "kind": "merge",
-                "key": resolution.merge_from,
-                "id": merge_id(resolution.merge_from, resolution.user_key),
-                "into": resolution.user_key,
-            }
-            queue.append(merge)
+            queue.append(merge_record(resolution.merge_from, resolution.user_key))
         record["key"] = resolution.user_key
         queue.append(record)
         if resolution.link is not None:

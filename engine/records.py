@@ -63,3 +63,13 @@ def digest(record_id: str) -> str:
 def merge_id(anonymous_key: str, user_key: str) -> str:
     """Deterministic id of the merge of one anonymous profile into one user."""
     return f"merge:{anonymous_key}>{user_key}"
+
+
+def merge_record(anonymous_key: str, user_key: str) -> MergeRecord:
+    """The record telling an anonymous profile to hand itself over to a user."""
+    return {
+        "kind": "merge",
+        "key": anonymous_key,
+        "id": merge_id(anonymous_key, user_key),
+        "into": user_key,
+    }

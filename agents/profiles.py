@@ -49,6 +49,7 @@ from tables.timers import count_entries, due_entries, forget, timer_index
 log = logging.getLogger(__name__)
 
 TICK = "tick"
+USERS_TOPIC = users_topic.get_topic_name()
 
 
 def _label(record: UserRecord) -> str:
@@ -170,9 +171,6 @@ def _owned_partitions() -> set[int]:
     if app.assignor is None:
         return set()
     return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == USERS_TOPIC}
-
-
-USERS_TOPIC = users_topic.get_topic_name()
 
 
 @app.timer(interval=settings.timer_tick)  # type: ignore[untyped-decorator]

@@ -113,20 +113,17 @@ async def produce(
         await producer.stop()
 
 
+def metric_sum(url: str, name: str) -> float:
+    """A labelled metric of the worker, summed over its series."""
+    total = 0.0
+    for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
+        if line.startswith(name + "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 def processed(url: str) -> float:
-    total = 0.0
-    for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
-        if line.startswith("kairos_events_processed_total{"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
-def triggers_published(url: str) -> float:
-    total = 0.0
-    for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
-        if line.startswith("kairos_triggers_published_total{"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return metric_sum(url, "kairos_events_processed_total")
 
 
 def run(events: int, users: int, envelope: int, generated_rules: int) -> dict[str, object]:
@@ -146,7 +143,7 @@ def run(events: int, users: int, envelope: int, generated_rules: int) -> dict[st
                 raise SystemExit("the worker did not process every event in 10 minutes")
             time.sleep(0.1)
         elapsed = time.monotonic() - started
-        triggers = triggers_published(worker.url)
+        triggers = metric_sum(worker.url, "kairos_triggers_published_total")
         kairos.stop()
     return {
         "events": events,

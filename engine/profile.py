@@ -318,6 +318,11 @@ def _merged_score(
     return [total, float(as_of)]
 
 
+def trait_values(state: UserState) -> dict[str, Any]:
+    """The user's traits as name → value, without the unset ones."""
+    return {name: t["v"] for name, t in state.get("traits", {}).items() if t["v"] is not None}
+
+
 def profile_view(
     state: UserState, now_ms: int, score_half_life_ms: int | None = None
 ) -> dict[str, Any]:
@@ -325,7 +330,7 @@ def profile_view(
     key = state["key"]
     if "merged_into" in state:
         return {"user_id": key, "merged_into": state["merged_into"]}
-    traits = {name: t["v"] for name, t in state.get("traits", {}).items() if t["v"] is not None}
+    traits = trait_values(state)
     sources = {
         name: {"source": t["src"], "updated_at": iso(t["at"])}
         for name, t in state.get("traits", {}).items()

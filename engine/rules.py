@@ -28,6 +28,7 @@ from engine.profile import (
     ScoreSetup,
     UserState,
     apply_record,
+    trait_values,
 )
 from engine.records import UserRecord
 from engine.templates import Content, RenderError, compile_content, render_content
@@ -96,6 +97,8 @@ class RuleBook:
     absence_unless: Mapping[str, tuple[CompiledRule, ...]] = field(default_factory=dict)
     inactivity: tuple[CompiledRule, ...] = ()
     score_rules: tuple[CompiledRule, ...] = ()
+    #: Enabled rules by id, for timers (a timer names the rule that armed it).
+    enabled: Mapping[str, CompiledRule] = field(default_factory=dict)
 
     @property
     def score_half_life_ms(self) -> int | None:
@@ -204,6 +207,7 @@ def compile_rulebook(
         absence_unless={name: tuple(items) for name, items in absence_unless.items()},
         inactivity=tuple(i for i in enabled if isinstance(i.rule.when, InactivityEntry)),
         score_rules=tuple(i for i in enabled if isinstance(i.rule.when, ScoreEntry)),
+        enabled={item.rule.id: item for item in enabled},
     )
 
 
@@ -400,11 +404,10 @@ def fire_due(state: UserState, now_ms: int, book: RuleBook) -> Outcome:
 
 
 def _fire_due(state: UserState, now_ms: int, book: RuleBook, outcome: Outcome) -> None:
-    rules = {item.rule.id: item for item in book.rules if item.rule.enabled}
     half_life = book.score_half_life_ms
     for timer_id, timer in due_timers(state, now_ms):
         drop(state, timer_id, outcome.timers)
-        item = rules.get(timer["rule"])
+        item = book.enabled.get(timer["rule"])
         if item is None:
             continue  # its rule was removed or disabled since it was armed
         outcome.fired.append((timer_id, timer))
@@ -664,9 +667,7 @@ def _publish(
 def _user_scope(state: UserState, ctx: Context) -> dict[str, Any]:
     return {
         "id": state["key"],
-        "traits": {
-            name: t["v"] for name, t in state.get("traits", {}).items() if t["v"] is not None
-        },
+        "traits": trait_values(state),
         "score": round(ctx.score, 3),
         "first_seen": iso(state["first_seen"]) if "first_seen" in state else None,
         "last_seen": iso(state["last_seen"]) if "last_seen" in state else None,

@@ -59,8 +59,8 @@ _RE_ROOT = re.compile(r"[^.\[]*")
 _SIZED = (str, bytes, list, tuple, dict, range)
 
 
-class TemplateError(ValueError):
-    """A template that does not compile; `str()` names the field, the reason and the line."""
+class _FieldError(ValueError):
+    """An error of one content field; `str()` names the field, the reason and the line."""
 
     def __init__(self, field: str, reason: str, line: int | None = None) -> None:
         # All state in args so that the error pickles and copies faithfully.
@@ -73,17 +73,12 @@ class TemplateError(ValueError):
         return _describe(self.field, self.reason, self.line)
 
 
-class RenderError(ValueError):
-    """A template that failed to render; `str()` names the field, the reason and the line."""
+class TemplateError(_FieldError):
+    """A template that does not compile."""
 
-    def __init__(self, field: str, reason: str, line: int | None = None) -> None:
-        super().__init__(field, reason, line)
-        self.field = field
-        self.reason = reason
-        self.line = line
 
-    def __str__(self) -> str:
-        return _describe(self.field, self.reason, self.line)
+class RenderError(_FieldError):
+    """A template that failed to render."""
 
 
 @dataclass(frozen=True)

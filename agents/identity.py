@@ -1,21 +1,23 @@
 """Identity agent: attribute each event to a user, linking anonymous ids as users identify.
 
-Reads `kairos.identity` (keyed by anonymousId, or userId when there is none), so the identity
-table holds every link for the keys of its partition. Sends each event to `kairos.users` keyed by
-the user it belongs to, and on the first link of an anonymousId a merge to the anonymous profile.
+Reads `kairos.identity` (keyed by anonymousId, or userId when there is none; envelopes of many
+records per message, see agents/envelopes.py), so the identity table holds every link for the keys
+of its partition. Sends each event to `kairos.users` keyed by the user it belongs to, and on the
+first link of an anonymousId a merge to the anonymous profile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
-import orjson
-from faust.types import StreamT
+from faust.types import EventT, StreamT
 
 from agents.batching import batches, focus
 from agents.dead_letters import dead_letter
-from app.faust_app import app, identity_topic, users_topic
+from agents.envelopes import Envelopes, unpack
+from app.faust_app import app, identity_topic, settings, users_topic
 from app.metrics import BATCH_SECONDS, IDENTITY_LINKS
 from app.topics import IDENTITY
 from engine.identity import resolve
@@ -27,23 +29,42 @@ from tables.identity import identity_links
 async def resolve_identities(stream: StreamT[Any]) -> None:
     async for batch in batches(stream):
         started = time.perf_counter()
+        out = Envelopes(users_topic, settings.partitions)
+        links: dict[str, tuple[EventT[Any], str]] = {}
         for event in batch:
+            focus(event)
             try:
-                record: EventRecord = orjson.loads(event.message.value or b"")
-                identity = record["key"]
-                focus(event)
-                resolution = resolve(record["event"], identity_links.get(identity))
-            except (ValueError, KeyError, TypeError) as exc:
+                records: list[EventRecord] = unpack(event.message.value)
+            except ValueError as exc:
                 await dead_letter(event, IDENTITY, "processing_error", f"identity: {exc!r}")
                 continue
-            if resolution.merge_from is not None:
-                merge = merge_record(resolution.merge_from, resolution.user_key)
-                await users_topic.send(key=merge["key"], value=orjson.dumps(merge))
-            record["key"] = resolution.user_key
-            await users_topic.send(key=record["key"], value=orjson.dumps(record))
-            if resolution.link is not None:
-                # The link is written after the sends: a crash in between re-sends the same
-                # records (dropped by their ids) instead of losing the merge.
-                identity_links[identity] = resolution.link
-                IDENTITY_LINKS.inc()
+            for record in records:
+                try:
+                    identity = record["key"]
+                    resolution = resolve(record["event"], _link(identity, links))
+                except (KeyError, TypeError) as exc:
+                    await dead_letter(event, IDENTITY, "processing_error", f"identity: {exc!r}")
+                    continue
+                if resolution.merge_from is not None:
+                    out.add(merge_record(resolution.merge_from, resolution.user_key))
+                record["key"] = resolution.user_key
+                out.add(record)
+                if resolution.link is not None:
+                    links[identity] = (event, resolution.link)
+        sent = await out.send()
+        if links:
+            # Links are written once the records they routed are delivered: a crash in between
+            # re-sends the same records (dropped by their ids) instead of losing a merge.
+            await asyncio.gather(*sent)
+            for identity, (event, link) in links.items():
+                focus(event)
+                identity_links[identity] = link
+            IDENTITY_LINKS.inc(len(links))
         BATCH_SECONDS.labels(stage="identity").observe(time.perf_counter() - started)
+
+
+def _link(identity: str, made: dict[str, tuple[EventT[Any], str]]) -> str | None:
+    """The identity's link: made earlier in this batch (not yet written), or in the table."""
+    if identity in made:
+        return made[identity][1]
+    return identity_links.get(identity)

@@ -1,7 +1,8 @@
 """Ingest agents: validate input topics, dead-letter what is bad, re-key the rest.
 
-Segment events go on to `kairos.identity` keyed by their identity key; CRM records and profile
-updates carry a user id and go straight to `kairos.users`.
+Segment events go on to `kairos.identity`, in envelopes per partition of their identity key (see
+agents/envelopes.py); CRM records and profile updates carry a user id and go straight to
+`kairos.users`.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from faust.types import EventT, StreamT
 
 from agents.batching import batches
 from agents.dead_letters import dead_letter
+from agents.envelopes import Envelopes
 from app.faust_app import (
     app,
     crm_topic,
     events_topic,
     identity_topic,
     profiles_topic,
+    settings,
     users_topic,
 )
 from app.intake import Rejected, crm_record, event_records, profile_update_record
@@ -37,13 +40,15 @@ def _received_ms(event: EventT[Any]) -> int:
 async def ingest_events(stream: StreamT[Any]) -> None:
     async for batch in batches(stream):
         started = time.perf_counter()
+        out = Envelopes(identity_topic, settings.partitions)
         for event in batch:
             for record in event_records(event.message.value or b"", _received_ms(event)):
                 if isinstance(record, Rejected):
                     await dead_letter(event, EVENTS, record.code, record.reason)
                     continue
                 EVENTS_INGESTED.labels(type=record["event"]["type"]).inc()
-                await identity_topic.send(key=record["key"], value=orjson.dumps(record))
+                out.add(record)
+        await out.send()
         BATCH_SECONDS.labels(stage="ingest").observe(time.perf_counter() - started)
 
 

@@ -1,8 +1,10 @@
 """Profiles agent: apply records to users' state, decide with the rules, fire due timers.
 
-Reads `kairos.users` (keyed by user). A batch is grouped by user; each user's state is read once,
-every record of the batch goes through `engine.rules.process` in order, the triggers are sent,
-and the state is written back once.
+Reads `kairos.users` (keyed by user; a message is one record or an envelope of many, see
+agents/envelopes.py). A batch is grouped by user; each user's state is read once, every record of
+the batch goes through `engine.rules.process` in order, the triggers are sent, and the changed
+states are written back together once they are delivered (tables/profiles.py). Each state keeps the
+position of the last record applied to it, so records Faust replays are applied once.
 
 Ticks are records on the same topic, one per partition every `KAIROS_TIMER_TICK` seconds, sent by
 the worker that owns the partition. Handling them here, inside stream iteration, is what lets a
@@ -12,16 +14,19 @@ fired timer write its user's state and the timer index (Faust refuses table writ
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Awaitable
 from typing import Any, cast
 
 import orjson
 from faust.types import EventT, StreamT
 
-from agents.batching import batches, focus
+from agents.batching import batches
 from agents.dead_letters import dead_letter
+from agents.envelopes import Envelopes, unpack
 from app.faust_app import app, rulebook, settings, triggers_topic, users_topic
 from app.metrics import (
     BATCH_SECONDS,
@@ -44,7 +49,7 @@ from engine.records import UserRecord
 from engine.rules import RENDER_FAILED, Outcome, fire_due, process
 from engine.timers import timer_key
 from tables.profiles import profiles
-from tables.timers import count_entries, due_entries, forget, timer_index
+from tables.timers import add, count_entries, due_entries, forget, timer_index
 
 log = logging.getLogger(__name__)
 
@@ -64,30 +69,59 @@ def _label(record: UserRecord) -> str:
 async def update_profiles(stream: StreamT[Any]) -> None:
     async for batch in batches(stream):
         started = time.perf_counter()
-        by_user: dict[str, list[tuple[EventT[Any], UserRecord]]] = defaultdict(list)
+        by_user: dict[str, list[Item]] = defaultdict(list)
         ticks: dict[int, tuple[EventT[Any], int]] = {}
         for event in batch:
             try:
-                record = orjson.loads(event.message.value or b"")
-                if record.get("kind") == TICK:
-                    ticks[event.message.partition] = (event, int(record["now"]))
-                    continue
-                by_user[record["key"]].append((event, record))
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                records = unpack(event.message.value)
+            except ValueError as exc:
                 await dead_letter(event, USERS, "processing_error", f"undecodable: {exc!r}")
+                continue
+            for index, record in enumerate(records):
+                if isinstance(record, dict) and record.get("kind") == TICK:
+                    ticks[event.message.partition] = (event, int(record["now"]))
+                elif isinstance(record, dict) and isinstance(record.get("key"), str):
+                    by_user[record["key"]].append((event, index, cast(UserRecord, record)))
+                else:
+                    await dead_letter(event, USERS, "processing_error", "undecodable: not a record")
+        sent: list[Awaitable[Any]] = []
+        forwards = Envelopes(users_topic, settings.partitions)
         for key, items in by_user.items():
-            await _apply(key, items)
+            await _apply(key, items, sent, forwards)
         for tick_event, now_ms in ticks.values():
-            await _tick(tick_event, now_ms)
+            await _tick(tick_event, now_ms, sent)
+        await forwards.send()
+        # Triggers and timer index entries are written before the states that remember them: a
+        # crash in between re-sends them (same trigger ids) rather than losing them.
+        sent += await timer_index.flush()
+        if sent:
+            await asyncio.gather(*sent)
+        await profiles.flush()
         BATCH_SECONDS.labels(stage="profiles").observe(time.perf_counter() - started)
 
 
-async def _apply(key: str, items: list[tuple[EventT[Any], UserRecord]]) -> None:
-    focus(items[-1][0])
-    state: UserState | None = profiles.get(key)
+#: A record of a batch, with the message it came in and its index in that message.
+Item = tuple[EventT[Any], int, UserRecord]
+
+
+def _position(event: EventT[Any], index: int) -> list[int]:
+    return [event.message.offset, index]
+
+
+async def _apply(
+    key: str, items: list[Item], sent: list[Awaitable[Any]], forwards: Envelopes
+) -> None:
+    partition = items[0][0].message.partition
+    state: UserState | None = profiles.read(partition, key)
     changed = False
     now = time.time()
-    for event, record in items:
+    for event, index, record in items:
+        position = _position(event, index)
+        if state is not None and position <= state.get("applied", [-1, -1]):
+            # Faust replays what it had not committed when a worker stopped or a partition
+            # moved: this record is already in the state.
+            EVENTS_DUPLICATE.inc()
+            continue
         try:
             outcome = process(state, record, rulebook)
         except Exception as exc:  # one bad record must not stop its partition
@@ -96,15 +130,13 @@ async def _apply(key: str, items: list[tuple[EventT[Any], UserRecord]]) -> None:
             continue
         applied = outcome.applied
         state = applied.state
-        # Triggers go out before the state that remembers them is written: a crash in between
-        # re-sends them with the same ids rather than losing them.
-        await _publish(outcome)
-        _index(key, outcome)
-        changed = changed or bool(outcome.timers.set or outcome.timers.unset or outcome.fired)
+        state["applied"] = position
+        changed = True
+        sent += await _publish(outcome)
+        _index(partition, key, outcome)
         if applied.duplicate:
             EVENTS_DUPLICATE.inc()
             continue
-        changed = True
         EVENTS_PROCESSED.labels(type=_label(record)).inc()
         if record["kind"] == "absorb":
             PROFILE_MERGES.inc()
@@ -112,39 +144,39 @@ async def _apply(key: str, items: list[tuple[EventT[Any], UserRecord]]) -> None:
         if ingested is not None:
             PROCESSING_SECONDS.observe(max(0.0, now - ingested / 1000))
         for forward in applied.forward:
-            await users_topic.send(key=forward["key"], value=orjson.dumps(forward))
+            forwards.add(forward)
     if changed and state is not None:
-        profiles[key] = state
+        profiles.stage(partition, key, state)
 
 
-async def _tick(event: EventT[Any], now_ms: int) -> None:
+async def _tick(event: EventT[Any], now_ms: int, sent: list[Awaitable[Any]]) -> None:
     """Fire every timer of this partition due by `now_ms`."""
     started = time.perf_counter()
-    focus(event)
+    partition = event.message.partition
     due_by_user: dict[str, list[str]] = defaultdict(list)
-    for key, _, user, _ in due_entries(event.message.partition, now_ms):
+    for key, _, user, _ in due_entries(partition, now_ms):
         due_by_user[user].append(key)
     for user, keys in due_by_user.items():
-        state: UserState | None = profiles.get(user)
+        state: UserState | None = profiles.read(partition, user)
         for key in keys:  # fired now, or left behind by a timer since moved or cancelled
-            forget(key)
+            forget(partition, key)
         if state is None:
             continue
         outcome = fire_due(state, now_ms, rulebook)
         if not outcome.fired:
             continue
-        await _publish(outcome)
-        _index(user, outcome)
-        profiles[user] = outcome.state
+        sent += await _publish(outcome)
+        _index(partition, user, outcome)
+        profiles.stage(partition, user, outcome.state)
     TIMER_TICK_SECONDS.observe(time.perf_counter() - started)
 
 
-def _index(user: str, outcome: Outcome) -> None:
+def _index(partition: int, user: str, outcome: Outcome) -> None:
     """Bring the timer index in line with the user's timers (before the state is written)."""
     for due, timer_id in outcome.timers.unset:
-        forget(timer_key(due, user, timer_id))
+        forget(partition, timer_key(due, user, timer_id))
     for due, timer_id in outcome.timers.set:
-        timer_index[timer_key(due, user, timer_id)] = user
+        add(partition, timer_key(due, user, timer_id), user)
     if outcome.cancelled:
         TIMERS_CANCELLED.inc(outcome.cancelled)
     wall_ms = time.time() * 1000
@@ -153,10 +185,13 @@ def _index(user: str, outcome: Outcome) -> None:
         TIMER_LATENESS.observe(max(0.0, (wall_ms - timer["due"]) / 1000))
 
 
-async def _publish(outcome: Outcome) -> None:
+async def _publish(outcome: Outcome) -> list[Awaitable[Any]]:
+    """Send the outcome's triggers; returns their delivery futures."""
+    sent = []
     for trigger in outcome.triggers:
         data = trigger["data"]
-        await triggers_topic.send(key=trigger["subject"].encode(), value=orjson.dumps(trigger))
+        value = orjson.dumps(trigger)
+        sent.append(await triggers_topic.send(key=trigger["subject"].encode(), value=value))
         TRIGGERS_PUBLISHED.labels(rule=data["rule_id"], channel=data["channel"]).inc()
         if data["explanation"]["content_source"] != "content":
             TEMPLATE_FALLBACKS.labels(rule=data["rule_id"]).inc()
@@ -165,6 +200,7 @@ async def _publish(outcome: Outcome) -> None:
         TRIGGERS_SUPPRESSED.labels(rule=held.rule_id, reason=held.reason).inc()
         if held.reason == RENDER_FAILED:
             log.warning("rule %s: content failed to render and has no fallback", held.rule_id)
+    return sent
 
 
 def _owned_partitions() -> set[int]:

@@ -79,7 +79,7 @@ class UserProfile(View):
             return await app.router.route_req(profiles.name, key, self.web, request)
         except SameNode:
             pass
-        state = profiles.get(key)
+        state = profiles.read_owned(key)
         if state is None:
             return self.json({"error": f"no profile for user {key!r}"}, status=404)
         now = int(time.time() * 1000)

@@ -1,20 +1,15 @@
 """The profiles table: user key → the user's whole state (engine.profile.UserState).
 
-One record per user holds traits, activity, windowed counts and recently viewed items, so the
-profiles agent writes each user once per batch. Co-partitioned with `kairos.users`.
+One value per user holds traits, activity, windowed counts, policy and timers. Co-partitioned with
+`kairos.users`: a user's state lives in the partition its records arrive on. Written back once per
+batch, many users per changelog record (tables/written_back.py).
 """
 
 from __future__ import annotations
 
-import faust
-
 from app import topics
-from app.faust_app import app, settings
+from tables.written_back import written_back_table
 
-profiles = app.Table(
-    topics.TABLE_PROFILES,
-    default=None,
-    partitions=settings.partitions,
-    schema=faust.Schema(key_type=str, key_serializer="json", value_serializer="json"),
-    help="Per-user profile state",
+profiles = written_back_table(
+    topics.TABLE_PROFILES, help="Per-user profile state, written back once per batch"
 )

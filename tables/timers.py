@@ -2,33 +2,27 @@
 
 The timers themselves live in their users' state; this table orders them by due time, so that a
 tick reads only the keys due now (a range scan of the partition's RocksDB, from the first key).
-Written in the user's partition (Faust writes a table to the current event's partition), so it is
-co-partitioned with `kairos.users` and moves, with its changelog, when a partition does.
+Written in the user's partition, so it is co-partitioned with `kairos.users` and moves, with its
+changelog, when a partition does; written back once per batch like the profiles
+(tables/written_back.py). An entry still in flight is seen by a tick only once written, so a timer
+armed less than a batch before it is due may fire one tick late; an entry deleted in flight may
+still be scanned, and is harmless: firing reads the user's own timers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-import faust
 import orjson
 
 from app import topics
-from app.faust_app import app, settings
 from engine.timers import key_due, parse_timer_key
+from tables.written_back import written_back_table
 
-timer_index = app.Table(
-    topics.TABLE_TIMERS,
-    default=None,
-    partitions=settings.partitions,
-    # JSON keys and values, like every table: Faust's changelog recovery decodes keys as JSON
-    # whatever the table's serializer (raw keys made a restarted worker's recovery fail). A JSON
-    # string keeps the fixed-width due time first, so encoded keys still sort by due time.
-    schema=faust.Schema(
-        key_type=str, value_type=str, key_serializer="json", value_serializer="json"
-    ),
-    help="Pending timers ordered by due time",
-)
+#: JSON keys, like every table: Faust's changelog recovery decodes keys as JSON whatever the
+#: table's serializer (raw keys made a restarted worker's recovery fail). A JSON string keeps the
+#: fixed-width due time first, so encoded keys still sort by due time.
+timer_index = written_back_table(topics.TABLE_TIMERS, help="Pending timers ordered by due time")
 
 
 def due_entries(partition: int, now_ms: int) -> Iterator[tuple[str, int, str, str]]:
@@ -37,8 +31,7 @@ def due_entries(partition: int, now_ms: int) -> Iterator[tuple[str, int, str, st
     Reads the partition's RocksDB directly (Faust's store has no range scan): keys sort by due
     time, so the scan stops at the first key not yet due.
     """
-    db = timer_index.data._db_for_partition(partition)  # type: ignore[attr-defined]
-    for raw in db.keys():  # noqa: SIM118 - a rocksdict, iterated in key order
+    for raw in timer_index.db(partition).keys():  # noqa: SIM118 - a rocksdict, iterated in key order
         key = orjson.loads(raw)
         if key_due(key) > now_ms:
             return
@@ -46,16 +39,18 @@ def due_entries(partition: int, now_ms: int) -> Iterator[tuple[str, int, str, st
         yield key, due, user, timer_id
 
 
-def forget(key: str) -> None:
-    """Remove an index entry, if there (without reading it: a delete needs no decode)."""
-    if key in timer_index:
-        del timer_index[key]
+def add(partition: int, key: str, user: str) -> None:
+    timer_index.stage(partition, key, user)
+
+
+def forget(partition: int, key: str) -> None:
+    """Remove an index entry, if there."""
+    timer_index.stage(partition, key, None)
 
 
 def count_entries(partitions: set[int]) -> int:
     """Index entries in these partitions (for the pending-timers gauge; O(entries))."""
     total = 0
     for partition in partitions:
-        db = timer_index.data._db_for_partition(partition)  # type: ignore[attr-defined]
-        total += sum(1 for _ in db.keys())  # noqa: SIM118 - a rocksdict
+        total += sum(1 for _ in timer_index.db(partition).keys())  # noqa: SIM118 - a rocksdict
     return total

@@ -224,14 +224,28 @@ def test_kafka_init_gives_every_topic_the_worker_partition_count_and_one_replica
     assert args[-2:] == ["--topic", "$@"]
 
 
-def test_only_changelog_topics_are_compacted(topic_commands: dict[str, list[str]]) -> None:
+#: Its records hold many users' states under keys unique per record: kept whole, never compacted.
+WRITTEN_BACK = "kairos-profiles-changelog"
+
+
+def test_only_per_key_changelog_topics_are_compacted(
+    topic_commands: dict[str, list[str]],
+) -> None:
     changelogs = {name for name in topic_commands if name.endswith("-changelog")}
     assert changelogs == {f"kairos-{table}-changelog" for table in TABLES}
     for name, args in topic_commands.items():
         compacted = "cleanup.policy=compact" in args
-        assert compacted == (name in changelogs), name
+        assert compacted == (name in changelogs - {WRITTEN_BACK}), name
         if compacted:
             assert args[args.index("cleanup.policy=compact") - 1] == "--config"
+
+
+def test_the_written_back_profiles_changelog_is_kept_forever(
+    topic_commands: dict[str, list[str]],
+) -> None:
+    args = topic_commands[WRITTEN_BACK]
+    configs = [args[i + 1] for i, arg in enumerate(args) if arg == "--config"]
+    assert configs == ["cleanup.policy=delete", "retention.ms=-1"]
 
 
 def test_worker_and_topic_init_use_the_kafka_advertised_plaintext_listener(

@@ -172,3 +172,28 @@ def test_replay_fires_the_same_timers_with_the_same_ids(kairos: Kairos, tmp_path
         "kairos.trigger.fast_cart_reminder",
         "kairos.trigger.fast_nudge",
     }
+
+
+def test_a_successor_with_no_local_state_restores_every_profile_from_the_changelog(
+    lone: Kairos,
+) -> None:
+    """Profiles are written back many users per changelog record; a restore reads them all."""
+    run = unique("restore")
+    users = [f"{run}-{i}" for i in range(40)]
+    batch = [
+        {"type": "track", "userId": users[i % len(users)], "event": f"Step {i % 3}"}
+        for i in range(400)
+    ]
+    assert lone.collect("/v1/batch", {"batch": batch}).status_code == 200
+    before = {user: lone.wait_profile(user, lambda p: p["events_total"] == 10) for user in users}
+    lone.workers[0].stop()
+
+    successor = lone.add_worker()  # an empty state directory: it recovers from the changelogs
+    successor.wait_ready()
+
+    def lasting(profile: dict[str, Any]) -> dict[str, Any]:  # counts of windows a test outlives
+        counts = {name: windows["30d"] for name, windows in profile["counts"].items()}
+        return {**profile, "counts": counts, "engagement_score": None}
+
+    after = {user: lone.wait_profile(user, url=successor.url) for user in users}
+    assert {u: lasting(p) for u, p in after.items()} == {u: lasting(p) for u, p in before.items()}

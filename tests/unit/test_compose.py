@@ -224,8 +224,8 @@ def test_kafka_init_gives_every_topic_the_worker_partition_count_and_one_replica
     assert args[-2:] == ["--topic", "$@"]
 
 
-#: Its records hold many users' states under keys unique per record: kept whole, never compacted.
-WRITTEN_BACK = "kairos-profiles-changelog"
+#: Their records hold many keys' values under keys unique per record: kept whole, never compacted.
+WRITTEN_BACK = {"kairos-profiles-changelog", "kairos-timers-changelog"}
 
 
 def test_only_per_key_changelog_topics_are_compacted(
@@ -235,15 +235,16 @@ def test_only_per_key_changelog_topics_are_compacted(
     assert changelogs == {f"kairos-{table}-changelog" for table in TABLES}
     for name, args in topic_commands.items():
         compacted = "cleanup.policy=compact" in args
-        assert compacted == (name in changelogs - {WRITTEN_BACK}), name
+        assert compacted == (name in changelogs - WRITTEN_BACK), name
         if compacted:
             assert args[args.index("cleanup.policy=compact") - 1] == "--config"
 
 
-def test_the_written_back_profiles_changelog_is_kept_forever(
-    topic_commands: dict[str, list[str]],
+@pytest.mark.parametrize("topic", sorted(WRITTEN_BACK))
+def test_written_back_changelogs_are_kept_forever(
+    topic_commands: dict[str, list[str]], topic: str
 ) -> None:
-    args = topic_commands[WRITTEN_BACK]
+    args = topic_commands[topic]
     configs = [args[i + 1] for i, arg in enumerate(args) if arg == "--config"]
     assert configs == ["cleanup.policy=delete", "retention.ms=-1"]
 

@@ -12,6 +12,7 @@ import asyncio
 import time
 from typing import Any
 
+import orjson
 from faust.types import EventT, StreamT
 
 from agents.batching import batches, focus
@@ -43,7 +44,9 @@ async def resolve_identities(stream: StreamT[Any]) -> None:
                     identity = record["key"]
                     resolution = resolve(record["event"], _link(identity, links))
                 except (KeyError, TypeError) as exc:
-                    await dead_letter(event, IDENTITY, "processing_error", f"identity: {exc!r}")
+                    reason = f"identity: {exc!r}"
+                    original = orjson.dumps(record)
+                    await dead_letter(event, IDENTITY, "processing_error", reason, original)
                     continue
                 if resolution.merge_from is not None:
                     out.add(merge_record(resolution.merge_from, resolution.user_key))

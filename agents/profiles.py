@@ -83,7 +83,9 @@ async def update_profiles(stream: StreamT[Any]) -> None:
                 elif isinstance(record, dict) and isinstance(record.get("key"), str):
                     by_user[record["key"]].append((event, index, cast(UserRecord, record)))
                 else:
-                    await dead_letter(event, USERS, "processing_error", "undecodable: not a record")
+                    reason = "undecodable: not a record"
+                    original = orjson.dumps(record)
+                    await dead_letter(event, USERS, "processing_error", reason, original)
         sent: list[Awaitable[Any]] = []
         forwards = Envelopes(users_topic, settings.partitions)
         for key, items in by_user.items():
@@ -126,7 +128,8 @@ async def _apply(
             outcome = process(state, record, rulebook)
         except Exception as exc:  # one bad record must not stop its partition
             log.exception("profile update failed")
-            await dead_letter(event, USERS, "processing_error", f"profile: {exc!r}")
+            reason = f"profile: {exc!r}"
+            await dead_letter(event, USERS, "processing_error", reason, orjson.dumps(record))
             continue
         applied = outcome.applied
         state = applied.state

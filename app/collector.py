@@ -120,7 +120,9 @@ async def collect(request: Request, endpoint: str, event_type: str | None) -> di
     records = []
     for obj, where in _events(body, event_type):
         if isinstance(obj, dict):
-            obj = {k: v for k, v in obj.items() if k != "writeKey"}
+            # The receive time is the server's, as in Segment's API: a client's own `receivedAt`
+            # would move the bound on how far ahead an event time may be (engine.clock).
+            obj = {k: v for k, v in obj.items() if k not in ("writeKey", "receivedAt")}
             # As Segment's API: a request without messageId is a new event. (On input topics a
             # missing id is derived from the content instead, so that a replay gives the same id.)
             if not obj.get("messageId"):

@@ -46,17 +46,28 @@ def content_id(obj: object) -> str:
 
 
 def event_record(
-    obj: object, received_ms: int, *, where: str = "", default_type: str | None = None
+    obj: object,
+    received_ms: int,
+    *,
+    where: str = "",
+    default_type: str | None = None,
+    as_written: bool = False,
 ) -> EventRecord:
-    """Validate one Segment event and turn it into a record keyed by its identity key."""
+    """Validate one Segment event and turn it into a record keyed by its identity key.
+
+    `as_written`: the size limit holds for the normalized event too. The HTTP collector writes
+    the normalized event (with a receive time, an id, times with milliseconds: some bytes more)
+    to `kairos.events`, where the ingest agent checks the limit again; without this, an event
+    just under 32 KB would be accepted by the collector and then dead-lettered.
+    """
     prefix = f"{where}." if where else ""
+    label = f"{where}: " if where else ""
     if isinstance(obj, dict):
         # Before anything serializes it: orjson writes at most 254 levels, and unknown fields
         # (kept as extras) are not checked by the schema.
         _check_nesting(obj, prefix)
         size = len(orjson.dumps(obj))
         if size > MAX_EVENT_BYTES:
-            label = f"{where}: " if where else ""
             raise Rejected("too_large", f"{label}event is {size} bytes, more than the 32 KB limit")
     try:
         event = to_record(parse_event(obj, where=where, default_type=default_type))
@@ -82,6 +93,13 @@ def event_record(
         _ms(event.get("originalTimestamp")),
         received,
     )
+    if as_written:
+        size = len(orjson.dumps(event))
+        if size > MAX_EVENT_BYTES:
+            raise Rejected(
+                "too_large",
+                f"{label}event is {size} bytes once normalized, more than the 32 KB limit",
+            )
     return {
         "kind": "event",
         "key": identity_key(event),

@@ -466,3 +466,20 @@ def test_a_trait_write_more_than_a_day_ahead_takes_the_receive_time() -> None:
     assert profile_update_record(update, RECEIVED)["ts"] == RECEIVED
     soon = RECEIVED + 3_600_000  # an hour ahead: a clock a little fast, kept
     assert crm_record(crm(updated_at="2024-05-01T11:00:05Z"), RECEIVED)["ts"] == soon
+
+
+def test_as_written_the_normalized_event_must_be_within_32_kb_too() -> None:
+    # The collector writes the normalized event, and the ingest agent checks its size again: an
+    # event the collector accepts must pass there, or it is answered 200 and dead-lettered.
+    padded = signed_up(properties={"pad": ""}, timestamp="2024-05-01T10:00:00Z")
+    padded["properties"]["pad"] = "x" * (MAX_EVENT_BYTES - len(dumps(padded)))
+    written = event_record(padded, RECEIVED)["event"]
+    assert len(dumps(written)) > MAX_EVENT_BYTES  # a receive time and milliseconds were added
+    [again] = event_records(dumps(written), RECEIVED)
+    assert isinstance(again, Rejected) and again.code == "too_large"
+    error = rejected(padded, as_written=True)
+    assert error.code == "too_large"
+    assert "once normalized" in error.reason
+    smaller = signed_up(properties={"pad": "x" * 30_000})
+    written = event_record(smaller, RECEIVED, as_written=True)["event"]
+    assert not isinstance(event_records(dumps(written), RECEIVED)[0], Rejected)

@@ -278,7 +278,16 @@ def collector_request(draw: st.DrawFn) -> tuple[str, bytes, dict[str, str]]:
     if shape == "gzip":
         how = draw(
             st.sampled_from(
-                ["plain", "header", "cut", "cut-header", "junk-header", "bomb", "bomb-header"]
+                [
+                    "plain",
+                    "header",
+                    "cut",
+                    "cut-header",
+                    "junk",
+                    "junk-header",
+                    "bomb",
+                    "bomb-header",
+                ]
             )
         )
         if how.startswith("bomb"):

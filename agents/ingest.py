@@ -7,6 +7,7 @@ agents/envelopes.py); CRM records and profile updates carry a user id and go str
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +30,9 @@ from app.faust_app import (
 from app.intake import Rejected, crm_record, event_records, profile_update_record
 from app.metrics import BATCH_SECONDS, EVENTS_INGESTED
 from app.topics import CRM, EVENTS, PROFILES
-from engine.records import TraitsRecord
+from engine.records import EventRecord, TraitsRecord
+
+log = logging.getLogger(__name__)
 
 
 def _received_ms(event: EventT[Any]) -> int:
@@ -42,7 +45,7 @@ async def ingest_events(stream: StreamT[Any]) -> None:
         started = time.perf_counter()
         out = Envelopes(identity_topic, settings.partitions)
         for event in batch:
-            for record in event_records(event.message.value or b"", _received_ms(event)):
+            for record in _event_records(event):
                 if isinstance(record, Rejected):
                     await dead_letter(event, EVENTS, record.code, record.reason)
                     continue
@@ -50,6 +53,20 @@ async def ingest_events(stream: StreamT[Any]) -> None:
                 out.add(record)
         await out.send()
         BATCH_SECONDS.labels(stage="ingest").observe(time.perf_counter() - started)
+
+
+def _event_records(event: EventT[Any]) -> list[EventRecord | Rejected]:
+    try:
+        return event_records(event.message.value or b"", _received_ms(event))
+    except Exception as exc:  # a bug must cost one input record, never the agent
+        return [_unexpected(exc)]
+
+
+def _unexpected(exc: Exception) -> Rejected:
+    # The message may quote the input: only its type is logged above DEBUG.
+    log.error("ingest failed on a record: %s", type(exc).__name__)
+    log.debug("ingest failure", exc_info=exc)
+    return Rejected("processing_error", f"ingest: {type(exc).__name__}: {exc}")
 
 
 async def _ingest_traits(
@@ -61,6 +78,10 @@ async def _ingest_traits(
                 record = parse(event.message.value or b"", _received_ms(event))
             except Rejected as exc:
                 await dead_letter(event, source, exc.code, exc.reason)
+                continue
+            except Exception as exc:  # a bug must cost one input record, never the agent
+                rejected = _unexpected(exc)
+                await dead_letter(event, source, rejected.code, rejected.reason)
                 continue
             EVENTS_INGESTED.labels(type=label).inc()
             await users_topic.send(key=record["key"], value=orjson.dumps(record))

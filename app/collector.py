@@ -18,6 +18,9 @@ import zlib
 from typing import Any
 
 import orjson
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_exceptions import HTTPRequestEntityTooLarge
+from aiohttp.web_protocol import RequestPayloadError
 from faust.types.web import ResourceOptions
 from faust.web import Request, Response, View
 
@@ -106,7 +109,12 @@ def _events(body: Any, event_type: str | None) -> list[tuple[Any, str]]:
 async def collect(request: Request, endpoint: str, event_type: str | None) -> dict[str, Any]:
     """Validate a collector request whole, write its events, and say how many."""
     limit = MAX_BATCH_BYTES if event_type is None else MAX_EVENT_BYTES
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except HTTPRequestEntityTooLarge as exc:  # inflated by aiohttp beyond client_max_size
+        raise HttpError(413, f"body: more than the {limit // 1024} KB limit", "too_large") from exc
+    except (RequestPayloadError, HttpProcessingError) as exc:  # e.g. `Content-Encoding: gzip`
+        raise HttpError(400, "body: cannot be decoded (Content-Encoding)", "invalid_json") from exc
     if len(raw) > limit * 4:  # compressed or not, nothing valid is this large
         raise HttpError(413, f"body: more than the {limit // 1024} KB limit", "too_large")
     body_bytes = _body(raw, limit)
@@ -120,13 +128,17 @@ async def collect(request: Request, endpoint: str, event_type: str | None) -> di
     records = []
     for obj, where in _events(body, event_type):
         if isinstance(obj, dict):
-            obj = {k: v for k, v in obj.items() if k != "writeKey"}
+            # The receive time is the server's, as in Segment's API: a client's own `receivedAt`
+            # would move the bound on how far ahead an event time may be (engine.clock).
+            obj = {k: v for k, v in obj.items() if k not in ("writeKey", "receivedAt")}
             # As Segment's API: a request without messageId is a new event. (On input topics a
             # missing id is derived from the content instead, so that a replay gives the same id.)
             if not obj.get("messageId"):
                 obj["messageId"] = str(uuid.uuid4())
         try:
-            records.append(event_record(obj, received, where=where, default_type=event_type))
+            records.append(
+                event_record(obj, received, where=where, default_type=event_type, as_written=True)
+            )
         except Rejected as exc:
             status = 413 if exc.code == "too_large" else 400
             raise HttpError(status, exc.reason, exc.code) from exc

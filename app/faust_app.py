@@ -42,6 +42,10 @@ app = faust.App(
     canonical_url=settings.web_url,
     # The collector answers 413 itself up to this size; aiohttp refuses anything larger.
     web_application_options={"client_max_size": 4 * 1024 * 1024},
+    # Faust's /table/{table}/{key}/ would serve any user's profile, and the identity links, to
+    # anyone: user data is read through GET /users/{id} and its admin token only. (/router stays:
+    # it says which worker owns a key, which GET /users needs to forward a request.)
+    web_tables_enabled=False,
     autodiscover=False,
     topic_disable_leader=False,
 )

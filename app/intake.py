@@ -13,12 +13,12 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from engine.clock import event_time_ms, iso, parse_iso_ms, to_ms
+from engine.clock import MAX_CLOCK_AHEAD_MS, event_time_ms, iso, parse_iso_ms, to_ms
 from engine.identity import InvalidIdentifier, identity_key, normalize_id
 from engine.records import EventRecord, TraitsRecord
 from schemas.crm import CrmRecord, ProfileUpdate
 from schemas.dlq import ReasonCode
-from schemas.segment import MAX_EVENT_BYTES, PayloadError, parse_event, to_record
+from schemas.segment import MAX_EVENT_BYTES, PayloadError, parse_event, to_record, too_deep
 
 _ID_FIELDS = ("userId", "anonymousId", "previousId")
 
@@ -46,18 +46,33 @@ def content_id(obj: object) -> str:
 
 
 def event_record(
-    obj: object, received_ms: int, *, where: str = "", default_type: str | None = None
+    obj: object,
+    received_ms: int,
+    *,
+    where: str = "",
+    default_type: str | None = None,
+    as_written: bool = False,
 ) -> EventRecord:
-    """Validate one Segment event and turn it into a record keyed by its identity key."""
-    size = len(orjson.dumps(obj))
-    if size > MAX_EVENT_BYTES:
-        label = f"{where}: " if where else ""
-        raise Rejected("too_large", f"{label}event is {size} bytes, more than the 32 KB limit")
+    """Validate one Segment event and turn it into a record keyed by its identity key.
+
+    `as_written`: the size limit holds for the normalized event too. The HTTP collector writes
+    the normalized event (with a receive time, an id, times with milliseconds: some bytes more)
+    to `kairos.events`, where the ingest agent checks the limit again; without this, an event
+    just under 32 KB would be accepted by the collector and then dead-lettered.
+    """
+    prefix = f"{where}." if where else ""
+    label = f"{where}: " if where else ""
+    if isinstance(obj, dict):
+        # Before anything serializes it: orjson writes at most 254 levels, and unknown fields
+        # (kept as extras) are not checked by the schema.
+        _check_nesting(obj, prefix)
+        size = len(orjson.dumps(obj))
+        if size > MAX_EVENT_BYTES:
+            raise Rejected("too_large", f"{label}event is {size} bytes, more than the 32 KB limit")
     try:
         event = to_record(parse_event(obj, where=where, default_type=default_type))
     except PayloadError as exc:
         raise Rejected("invalid_event", str(exc)) from exc
-    prefix = f"{where}." if where else ""
     for field in _ID_FIELDS:
         if field in event:
             try:
@@ -78,6 +93,13 @@ def event_record(
         _ms(event.get("originalTimestamp")),
         received,
     )
+    if as_written:
+        size = len(orjson.dumps(event))
+        if size > MAX_EVENT_BYTES:
+            raise Rejected(
+                "too_large",
+                f"{label}event is {size} bytes once normalized, more than the 32 KB limit",
+            )
     return {
         "kind": "event",
         "key": identity_key(event),
@@ -115,11 +137,13 @@ def _try_event(obj: object, received_ms: int, where: str) -> EventRecord | Rejec
 def crm_record(raw: bytes, received_ms: int) -> TraitsRecord:
     """A `kairos.crm` record (schemas.crm.CrmRecord) as a traits update of its user."""
     obj = decode_json(raw)
+    if isinstance(obj, dict):
+        _check_nesting(obj, "")
     try:
         crm = CrmRecord.model_validate(obj)
     except ValidationError as exc:
         raise Rejected("invalid_event", _first_error(exc)) from exc
-    at = to_ms(crm.updated_at) if crm.updated_at else received_ms
+    at = _not_ahead(to_ms(crm.updated_at), received_ms) if crm.updated_at else received_ms
     return {
         "kind": "traits",
         "key": _user_key(crm.user_id),
@@ -136,6 +160,8 @@ def crm_record(raw: bytes, received_ms: int) -> TraitsRecord:
 def profile_update_record(raw: bytes, received_ms: int) -> TraitsRecord:
     """A `kairos.profiles` record (schemas.crm.ProfileUpdate) as a traits update."""
     obj = decode_json(raw)
+    if isinstance(obj, dict):
+        _check_nesting(obj, "")
     try:
         update = ProfileUpdate.model_validate(obj)
     except ValidationError as exc:
@@ -146,13 +172,28 @@ def profile_update_record(raw: bytes, received_ms: int) -> TraitsRecord:
         "kind": "traits",
         "key": _user_key(update.user_id),
         "id": update.update_id or content_id(obj),
-        "ts": to_ms(update.timestamp) if update.timestamp else received_ms,
+        "ts": _not_ahead(to_ms(update.timestamp), received_ms) if update.timestamp else received_ms,
         "ingested": received_ms,
         "source": update.source,
         "set": update.set,
         "unset": update.unset,
         "origin": "profile",
     }
+
+
+def _check_nesting(obj: dict[str, Any], prefix: str) -> None:
+    for field, value in obj.items():
+        if isinstance(value, dict | list) and too_deep(value):
+            raise Rejected("invalid_event", f"{prefix}{field}: nested too deeply")
+
+
+def _not_ahead(at: int, received_ms: int) -> int:
+    """A trait write's time, or the read time when it is more than a day ahead of it.
+
+    As for event times (engine.clock.event_time_ms): a far-future time (a CRM's 9999-12-31) is a
+    broken clock or a sentinel, and would otherwise win over every later write of the trait.
+    """
+    return received_ms if at > received_ms + MAX_CLOCK_AHEAD_MS else at
 
 
 def _user_key(user_id: str) -> str:

@@ -97,8 +97,9 @@ def parse_time(value: object) -> datetime:
 
 def _format_time(value: datetime) -> str:
     utc = value.astimezone(UTC)
-    # Truncate to milliseconds: rounding could carry into the next second.
-    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
+    # Truncate to milliseconds: rounding could carry into the next second. The year is padded by
+    # hand: strftime's %Y writes year 1 as "1", which no ISO 8601 reader accepts back.
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
 
 
 def _to_type(value: object) -> object:
@@ -141,7 +142,8 @@ def _to_time(value: object) -> datetime | None:
         raise _invalid("not an ISO 8601 date-time") from None
 
 
-def _too_deep(value: dict[str, Any]) -> bool:
+def too_deep(value: dict[str, Any] | list[Any]) -> bool:
+    """Whether a JSON object or array (level 1) holds anything deeper than MAX_NESTING levels."""
     # Iterative so that the check itself cannot hit Python's recursion limit.
     stack: list[tuple[dict[str, Any] | list[Any], int]] = [(value, 1)]
     while stack:
@@ -158,7 +160,7 @@ def _too_deep(value: dict[str, Any]) -> bool:
 def _object_problem(value: object) -> str | None:
     if not isinstance(value, dict):
         return "must be an object"
-    if _too_deep(value):
+    if too_deep(value):
         return "nested too deeply"
     return None
 

@@ -408,3 +408,78 @@ def test_a_bad_profile_update_is_rejected_naming_the_field(
         profile_update_record(dumps(obj), RECEIVED)
     assert info.value.code == code
     assert info.value.reason.startswith(f"{field}: ")
+
+
+# --- hostile input (found by tests/broker/test_fuzz.py) ----------------------------------------
+
+DEEP = "<deep>"
+
+
+def with_deep(obj: object, levels: int) -> bytes:
+    """`obj` as JSON with its "<deep>" string replaced by an array `levels` deep (itself level 1).
+
+    Written by hand: orjson does not write more than 254 levels.
+    """
+    return dumps(obj).replace(dumps(DEEP), b"[" * levels + b"]" * levels)
+
+
+def test_an_event_time_in_year_1_is_an_event_time_not_a_crash() -> None:
+    record = event_record(signed_up(timestamp="0001-01-01T00:00:00Z"), RECEIVED)
+    assert record["event"]["timestamp"] == "0001-01-01T00:00:00.000Z"
+    assert record["ts"] == -62_135_596_800_000
+
+
+@pytest.mark.parametrize("field", ["properties", "context", "unknownField"])
+@pytest.mark.parametrize("levels", [33, 300])
+def test_an_event_nested_too_deeply_anywhere_is_an_invalid_event(field: str, levels: int) -> None:
+    # 300 levels: past what orjson can write back (254), which used to escape as a TypeError.
+    value = {"a": DEEP} if field != "unknownField" else DEEP
+    depth = levels - 1 if field != "unknownField" else levels
+    [result] = event_records(with_deep({"batch": [signed_up(**{field: value})]}, depth), RECEIVED)
+    assert isinstance(result, Rejected)
+    assert result.code == "invalid_event"
+    assert result.reason == f"batch[0].{field}: nested too deeply"
+
+
+def test_an_unknown_field_32_levels_deep_is_kept() -> None:
+    [record] = event_records(with_deep(signed_up(extra=DEEP), 32), RECEIVED)
+    assert not isinstance(record, Rejected)
+    orjson.dumps(record)
+
+
+@pytest.mark.parametrize("levels", [33, 300])
+def test_crm_traits_and_profile_updates_nested_too_deeply_are_invalid(levels: int) -> None:
+    with pytest.raises(Rejected) as info:
+        crm_record(with_deep({"user_id": "u1", "traits": {"a": DEEP}}, levels - 1), RECEIVED)
+    assert (info.value.code, info.value.reason) == ("invalid_event", "traits: nested too deeply")
+    with pytest.raises(Rejected) as info:
+        profile_update_record(
+            with_deep({"user_id": "u1", "set": {"a": DEEP}}, levels - 1), RECEIVED
+        )
+    assert (info.value.code, info.value.reason) == ("invalid_event", "set: nested too deeply")
+
+
+def test_a_trait_write_more_than_a_day_ahead_takes_the_receive_time() -> None:
+    # A CRM's "never" (9999-12-31) would otherwise win over every later write of the trait.
+    assert crm_record(crm(updated_at="9999-12-31T00:00:00Z"), RECEIVED)["ts"] == RECEIVED
+    update = dumps({"user_id": "u1", "set": {"a": 1}, "timestamp": "9999-12-31T00:00:00Z"})
+    assert profile_update_record(update, RECEIVED)["ts"] == RECEIVED
+    soon = RECEIVED + 3_600_000  # an hour ahead: a clock a little fast, kept
+    assert crm_record(crm(updated_at="2024-05-01T11:00:05Z"), RECEIVED)["ts"] == soon
+
+
+def test_as_written_the_normalized_event_must_be_within_32_kb_too() -> None:
+    # The collector writes the normalized event, and the ingest agent checks its size again: an
+    # event the collector accepts must pass there, or it is answered 200 and dead-lettered.
+    padded = signed_up(properties={"pad": ""}, timestamp="2024-05-01T10:00:00Z")
+    padded["properties"]["pad"] = "x" * (MAX_EVENT_BYTES - len(dumps(padded)))
+    written = event_record(padded, RECEIVED)["event"]
+    assert len(dumps(written)) > MAX_EVENT_BYTES  # a receive time and milliseconds were added
+    [again] = event_records(dumps(written), RECEIVED)
+    assert isinstance(again, Rejected) and again.code == "too_large"
+    error = rejected(padded, as_written=True)
+    assert error.code == "too_large"
+    assert "once normalized" in error.reason
+    smaller = signed_up(properties={"pad": "x" * 30_000})
+    written = event_record(smaller, RECEIVED, as_written=True)["event"]
+    assert not isinstance(event_records(dumps(written), RECEIVED)[0], Rejected)

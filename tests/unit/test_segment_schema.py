@@ -565,3 +565,12 @@ def parse_all_ways(value: Any) -> None:
 )
 def test_arbitrary_json_is_either_parsed_or_refused_with_a_payload_error(value: Any) -> None:
     parse_all_ways(value)
+
+
+@pytest.mark.parametrize("year", [1, 9, 999])
+def test_to_record_writes_years_before_1000_with_four_digits(year: int) -> None:
+    # strftime's %Y writes year 1 as "1"; the record's times are read back by fromisoformat.
+    event = parse_event({**MINIMAL["track"], "timestamp": f"{year:04d}-01-02T03:04:05Z"})
+    written = to_record(event)["timestamp"]
+    assert written == f"{year:04d}-01-02T03:04:05.000Z"
+    assert datetime.fromisoformat(written) == datetime(year, 1, 2, 3, 4, 5, tzinfo=UTC)

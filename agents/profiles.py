@@ -127,7 +127,9 @@ async def _apply(
         try:
             outcome = process(state, record, rulebook)
         except Exception as exc:  # one bad record must not stop its partition
-            log.exception("profile update failed")
+            # The exception's text may quote user data: its type only above DEBUG.
+            log.error("profile update failed: %s", type(exc).__name__)
+            log.debug("profile update failed", exc_info=True)
             reason = f"profile: {exc!r}"
             await dead_letter(event, USERS, "processing_error", reason, orjson.dumps(record))
             continue

@@ -15,9 +15,10 @@ from typing import Any
 import orjson
 from faust.types import TopicT
 
+from app.chunks import chunked
 from app.partitioning import partition_of
 
-#: Records per message at most: keeps each message far below Kafka's 1 MB default limit.
+#: Records per message at most (and app.chunks.MESSAGE_BYTES of them).
 MAX_RECORDS = 200
 
 
@@ -27,21 +28,23 @@ class Envelopes:
     def __init__(self, topic: TopicT, partitions: int) -> None:
         self.topic = topic
         self.partitions = partitions
-        self.by_partition: defaultdict[int, list[Mapping[str, Any]]] = defaultdict(list)
+        #: Serialized records by partition, in the order added.
+        self.by_partition: defaultdict[int, list[bytes]] = defaultdict(list)
 
     def add(self, record: Mapping[str, Any]) -> None:
-        self.by_partition[partition_of(record["key"], self.partitions)].append(record)
+        partition = partition_of(record["key"], self.partitions)
+        self.by_partition[partition].append(orjson.dumps(record))
 
     async def send(self) -> list[Awaitable[Any]]:
-        """Send what was added, a message per partition (or more, past MAX_RECORDS); clear.
+        """Send what was added, a message per partition (more past the size limits); clear.
 
         Returns the messages' delivery futures, for a caller that must know they were written
         before it records having sent them.
         """
         sent = []
         for partition, records in self.by_partition.items():
-            for start in range(0, len(records), MAX_RECORDS):
-                value = orjson.dumps(records[start : start + MAX_RECORDS])
+            for group in chunked(records, max_items=MAX_RECORDS):
+                value = b"[%s]" % b",".join(group)
                 sent.append(await self.topic.send(value=value, partition=partition))
         self.by_partition.clear()
         return sent

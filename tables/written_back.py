@@ -8,10 +8,10 @@ RocksDB only once its changelog record is acknowledged, and until then reads are
 memory, so RocksDB never holds what the changelog lacks: a worker that restarts with its RocksDB,
 and one that restores a partition from the changelog, end with the same values.
 
-The changelog's records are JSON objects {key: value, or null for a deleted key}, under keys unique
-per record (a compacted topic would have to keep them all: see docs/deployment.md). Faust's recovery
-and standby replicas hand them to `apply_changelog_batch`, which writes each value under its own
-RocksDB key, as Faust would have.
+The changelog's records are JSON objects {key: value, or null for a deleted key}, at most
+app.chunks.MESSAGE_BYTES each, under keys unique per record (a compacted topic would have to keep
+them all: see docs/deployment.md). Faust's recovery and standby replicas hand them to
+`apply_changelog_batch`, which writes each value under its own RocksDB key, as Faust would have.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import orjson
 import rocksdict
 from faust.types import TP, EventT
 
+from app.chunks import chunked
 from app.faust_app import app, settings
 from app.partitioning import key_bytes, partition_of
 
@@ -76,63 +77,65 @@ class WrittenBackTable(faust.Table):  # type: ignore[misc,type-arg]
         offset never covers a change the changelog lacks. Returns the records' delivery futures.
         """
         sent = []
-        for partition, states in self._dirty.items():
-            if not states:
+        for partition, values in self._dirty.items():
+            if not values:
                 continue
             flush = next(self._flushes)
             in_flight = self._in_flight[partition]
             encoded = {}
-            for key, value in states.items():
+            for key, value in values.items():
                 in_flight[key] = (value, flush)
                 # Serialized now: the engine updates states in place, and the record must hold
                 # what this batch ended with.
                 encoded[key] = orjson.dumps(value)
-            value = b"{%s}" % b",".join(key_bytes(k) + b":" + v for k, v in encoded.items())
-            fut = await self.changelog_topic.send(
-                key=f"{partition}:{self._incarnation}:{flush}",
-                value=value,
-                partition=partition,
-                key_serializer="json",
-                value_serializer="raw",
-                callback=partial(self._written, partition=partition, flush=flush, encoded=encoded),
-            )
-            sent.append(fut)
+            entries = iter(encoded.items())
+            pairs = [key_bytes(key) + b":" + value for key, value in encoded.items()]
+            for part, group in enumerate(chunked(pairs)):
+                written = dict(itertools.islice(entries, len(group)))  # the group's own entries
+                fut = await self.changelog_topic.send(
+                    key=f"{partition}:{self._incarnation}:{flush}:{part}",
+                    value=b"{%s}" % b",".join(group),
+                    partition=partition,
+                    key_serializer="json",
+                    value_serializer="raw",
+                    callback=partial(
+                        self._written, partition=partition, flush=flush, encoded=written
+                    ),
+                )
+                sent.append(fut)
         self._dirty.clear()
         return sent
 
     def _written(self, fut: Any, partition: int, flush: int, encoded: dict[str, bytes]) -> None:
         """The changelog has the record: write its values to RocksDB and forget them here."""
+        metadata = fut.result()
+        self._write(partition, encoded)
+        self.data.set_persisted_offset(metadata.topic_partition, metadata.offset)
+        in_flight = self._in_flight[partition]
+        for key in encoded:
+            if key in in_flight and in_flight[key][1] == flush:
+                del in_flight[key]
+
+    def _write(self, partition: int, encoded: dict[str, bytes]) -> None:
+        """Values (JSON; `null` deletes) into the partition's RocksDB, in one write batch."""
         batch = rocksdict.WriteBatch(raw_mode=True)
         for key, value in encoded.items():
             if value == b"null":
                 batch.delete(key_bytes(key))
             else:
                 batch.put(key_bytes(key), value)
-        db = self.db(partition)
-        db.write(batch)
-        tp = fut.result().topic_partition
-        self.data.set_persisted_offset(tp, fut.result().offset)
-        in_flight = self._in_flight[partition]
-        for key in encoded:
-            if key in in_flight and in_flight[key][1] == flush:
-                del in_flight[key]
+        self.db(partition).write(batch)
 
     def apply_changelog_batch(self, batch: Iterable[EventT[Any]]) -> None:
         """Recovery and standbys: each changelog record holds many keys' values."""
-        writes: defaultdict[int, Any] = defaultdict(lambda: rocksdict.WriteBatch(raw_mode=True))
         offsets: dict[TP, int] = {}
         for event in batch:
             message = event.message
             offsets[message.tp] = max(message.offset, offsets.get(message.tp, -1))
-            if message.value is None:
-                continue
-            for key, value in orjson.loads(message.value).items():
-                if value is None:
-                    writes[message.partition].delete(key_bytes(key))
-                else:
-                    writes[message.partition].put(key_bytes(key), orjson.dumps(value))
-        for partition, write in writes.items():
-            self.db(partition).write(write)
+            if message.value is not None:
+                values = orjson.loads(message.value)
+                encoded = {key: orjson.dumps(value) for key, value in values.items()}
+                self._write(message.partition, encoded)
         for tp, offset in offsets.items():
             self.data.set_persisted_offset(tp, offset)
 

@@ -85,6 +85,19 @@ class Worker:
             self.process.kill()
             self.process.wait()
 
+    def kill(self) -> None:
+        """SIGKILL the worker, as a crash would: its data directory (RocksDB state) is kept."""
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> Worker:
+        """Start the worker again with the same settings and data directory."""
+        assert self.process is None or self.process.poll() is not None, "still running"
+        return self.start()
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def log_tail(self, lines: int = 60) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
@@ -195,6 +208,22 @@ class Kairos:
             try:
                 # In order, pipelined: all sent before any is awaited, like a real producer.
                 sent = [await producer.send(self.topic(short_topic), v, key=key) for v in values]
+                for delivery in sent:
+                    await delivery
+            finally:
+                await producer.stop()
+
+        asyncio.run(send())
+
+    def produce_to(self, short_topic: str, records: list[tuple[int, bytes]]) -> None:
+        """Write (partition, value) records in order, each to its partition, without keys."""
+
+        async def send() -> None:
+            producer = AIOKafkaProducer(bootstrap_servers=self.broker.bootstrap, linger_ms=5)
+            await producer.start()
+            try:
+                topic = self.topic(short_topic)
+                sent = [await producer.send(topic, v, partition=p) for p, v in records]
                 for delivery in sent:
                     await delivery
             finally:

@@ -92,9 +92,10 @@ async def update_profiles(stream: StreamT[Any]) -> None:
             await _apply(key, items, sent, forwards)
         for tick_event, now_ms in ticks.values():
             await _tick(tick_event, now_ms, sent)
-        await forwards.send()
-        # Triggers and timer index entries are written before the states that remember them: a
-        # crash in between re-sends them (same trigger ids) rather than losing them.
+        # Triggers, forwarded records (a merged profile's state, calls redirected to their user)
+        # and timer index entries are written before the states that remember them: a crash in
+        # between re-sends them (same ids) rather than losing them.
+        sent += await forwards.send()
         sent += await timer_index.flush()
         if sent:
             await asyncio.gather(*sent)
@@ -142,14 +143,16 @@ async def _apply(
         if applied.duplicate:
             EVENTS_DUPLICATE.inc()
             continue
+        for forward in applied.forward:
+            forwards.add(forward)
+        if "merged_into" in state and record["kind"] in ("event", "traits"):
+            continue  # forwarded to the user it was merged into, and counted there
         EVENTS_PROCESSED.labels(type=_label(record)).inc()
         if record["kind"] == "absorb":
             PROFILE_MERGES.inc()
         ingested = cast(dict[str, Any], record).get("ingested")
         if ingested is not None:
             PROCESSING_SECONDS.observe(max(0.0, now - ingested / 1000))
-        for forward in applied.forward:
-            forwards.add(forward)
     if changed and state is not None:
         profiles.stage(partition, key, state)
 

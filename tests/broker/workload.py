@@ -522,7 +522,10 @@ def wait_triggers(kairos: Kairos, result: ReplayResult, timeout: float = 15) -> 
 
 
 def dead_letters(kairos: Kairos) -> tuple[int, int]:
-    """(records on kairos.dlq, distinct dead-lettered inputs by partition, offset and bytes)."""
+    """(records on kairos.dlq, distinct dead-lettered inputs: partition, offset, bytes, reason).
+
+    The reason tells apart two bad events of one envelope, which share the envelope's bytes.
+    """
     letters = [orjson.loads(r.value) for r in kairos.read_topic("dlq", idle=0.5)]
     distinct = {
         (
@@ -530,6 +533,7 @@ def dead_letters(kairos: Kairos) -> tuple[int, int]:
             letter["source_partition"],
             letter["source_offset"],
             letter["original"],
+            letter["reason"],
         )
         for letter in letters
     }

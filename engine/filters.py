@@ -173,12 +173,16 @@ def reader(path: str) -> Reader:
 
 def filters_test(filters: Sequence[PropertyFilter]) -> FilterTest:
     """`properties -> matches(properties, filters)`."""
+    if len(filters) == 1 and "." not in filters[0].property:
+        # The most common filter, one property by name: read and compared in one call.
+        only = filters[0]
+        step, check = only.property, comparator(only.op, only.value)
+        return lambda props: check(
+            props.get(step, MISSING) if type(props) is dict else walk_path(props, (step,))
+        )
     tests = tuple((reader(f.property), comparator(f.op, f.value)) for f in filters)
     if not tests:
         return lambda props: True
-    if len(tests) == 1:
-        read, check = tests[0]
-        return lambda props: check(read(props))
 
     def every(props: Mapping[str, Any]) -> bool:
         return all(check(read(props)) for read, check in tests)

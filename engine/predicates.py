@@ -114,10 +114,13 @@ def _trait(c: TraitCondition) -> Predicate:
     inner = tuple(rest)
     check = comparator(c.op, c.value)
 
+    unknown = check(MISSING)  # what a trait the user does not have gives, decided once
+
     def trait(ctx: Context) -> bool:
         held = ctx.state.get("traits", {}).get(name)
-        found = MISSING if held is None else held["v"]
-        return check(walk_path(found, inner) if inner else found)
+        if held is None:
+            return unknown
+        return check(walk_path(held["v"], inner) if inner else held["v"])
 
     return trait
 
@@ -128,8 +131,12 @@ def _count(c: CountCondition) -> Predicate:
     tier = windows.tier_for(window_ms)
     check = comparator(c.op, c.value)
 
+    never = check(0)  # what a user who never did the event gives, decided once
+
     def count(ctx: Context) -> bool:
         counter = ctx.state.get("counts", {}).get(key)
+        if not counter:
+            return never
         return check(windows.count_in(tier, counter, window_ms, ctx.now_ms))
 
     return count

@@ -151,7 +151,7 @@ def reached(state: UserState, now_ms: int) -> bool:
     either, and most find nothing.
     """
     timers: dict[str, Timer] = state.get("timers", {})  # type: ignore[assignment]
-    return any(t["due"] <= now_ms or indexed_at(t) <= now_ms for t in timers.values())
+    return any(t["due"] <= now_ms or t.get("indexed", t["due"]) <= now_ms for t in timers.values())
 
 
 def due_timers(state: UserState, now_ms: int) -> list[tuple[str, Timer]]:

@@ -1,8 +1,15 @@
-"""Property filters: dotted-path lookups and comparisons shared by rules, counters and scores."""
+"""Property filters: dotted-path lookups and comparisons shared by rules, counters and scores.
+
+`lookup`, `compare` and `matches` say what a filter means. `reader`, `comparator` and
+`filters_test` give the same answers from functions specialized, once, to one path, operator and
+value: those are what the engine evaluates for every record (tests/unit/test_predicates.py checks
+both agree).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -15,7 +22,12 @@ MISSING: Any = object()
 
 def lookup(data: Any, path: str) -> Any:
     """The value at a dotted path in nested dicts, or a sentinel when a step is missing."""
-    for step in path.split("."):
+    return walk_path(data, path.split("."))
+
+
+def walk_path(data: Any, steps: Sequence[str]) -> Any:
+    """`lookup` of a path already split into its steps."""
+    for step in steps:
         if not isinstance(data, Mapping) or step not in data:
             return MISSING
         data = data[step]
@@ -97,3 +109,82 @@ def show(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.2f}".rstrip("0").rstrip(".")
     return repr(value) if isinstance(value, str) else str(value)
+
+
+#: Whether a value found compares to a condition's value as its operator says.
+Comparator = Callable[[Any], bool]
+#: Whether event properties pass a list of filters.
+FilterTest = Callable[[Mapping[str, Any]], bool]
+#: The value at a dotted path (or MISSING).
+Reader = Callable[[Any], Any]
+
+_ORDERS: dict[str, Callable[[Any, Any], bool]] = {
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
+
+
+def comparator(op: str, expected: Any) -> Comparator:
+    """`found -> compare(found, op, expected)`, with the branches that depend only on the operator
+    and the expected value taken once, here."""
+    if op == "exists":
+        return lambda found: found is not MISSING and found is not None
+    if op == "not_exists":
+        return lambda found: found is MISSING or found is None
+    if op in ("eq", "ne"):
+        equal = _equal_to(expected)
+        return equal if op == "eq" else lambda found: not equal(found)
+    order = _ORDERS.get(op)
+    if order is not None and not isinstance(expected, bool):
+        # As `compare`: numbers compare with numbers (booleans are not numbers), text with text.
+        if isinstance(expected, int | float):
+            return lambda found: (
+                isinstance(found, int | float)
+                and not isinstance(found, bool)
+                and order(found, expected)
+            )
+        if isinstance(expected, str):
+            return lambda found: isinstance(found, str) and order(found, expected)
+    return lambda found: compare(found, op, expected)  # in, not_in, contains: rarer, as written
+
+
+def _equal_to(expected: Any) -> Comparator:
+    """Equality as `compare` means it (true is not 1); a missing value equals nothing."""
+    if isinstance(expected, bool):
+        return lambda found: found is expected  # the only booleans are True and False
+    return lambda found: (
+        found is not MISSING and not isinstance(found, bool) and bool(found == expected)
+    )
+
+
+def reader(path: str) -> Reader:
+    """`data -> lookup(data, path)`, with the path split once."""
+    steps = tuple(path.split("."))
+    if len(steps) == 1:
+        step = steps[0]
+        # Properties are always a dict: a plain `get` then, the general walk otherwise.
+        return lambda data: (
+            data.get(step, MISSING) if type(data) is dict else walk_path(data, steps)
+        )
+    return lambda data: walk_path(data, steps)
+
+
+def filters_test(filters: Sequence[PropertyFilter]) -> FilterTest:
+    """`properties -> matches(properties, filters)`."""
+    if len(filters) == 1 and "." not in filters[0].property:
+        # The most common filter, one property by name: read and compared in one call.
+        only = filters[0]
+        step, check = only.property, comparator(only.op, only.value)
+        return lambda props: check(
+            props.get(step, MISSING) if type(props) is dict else walk_path(props, (step,))
+        )
+    tests = tuple((reader(f.property), comparator(f.op, f.value)) for f in filters)
+    if not tests:
+        return lambda props: True
+
+    def every(props: Mapping[str, Any]) -> bool:
+        return all(check(read(props)) for read, check in tests)
+
+    return every

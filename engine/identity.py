@@ -7,7 +7,6 @@ Normalizing here, once, is what lets a CRM record for ` Ada@Example.com ` and a 
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 
 #: Keys of visitors known only by an anonymousId carry this prefix, so they never collide with
@@ -16,6 +15,9 @@ ANONYMOUS_PREFIX = "anon:"
 MAX_ID_LENGTH = 256
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+#: The characters of Unicode category Cc (controls): C0, DEL and C1, a set Unicode never changes.
+#: One regular expression search instead of a category lookup per character of every id.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 class InvalidIdentifier(ValueError):
@@ -37,7 +39,7 @@ def normalize_id(raw: object) -> str | None:
         return None
     if len(text) > MAX_ID_LENGTH:
         raise InvalidIdentifier(f"identifier longer than {MAX_ID_LENGTH} characters")
-    if any(unicodedata.category(ch) == "Cc" for ch in text):
+    if _CONTROL.search(text):
         raise InvalidIdentifier("identifier contains control characters")
     if _EMAIL.fullmatch(text):
         return text.lower()

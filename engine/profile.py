@@ -12,6 +12,7 @@ with the same messageId, change nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, NotRequired, TypedDict, cast
 
 import orjson
@@ -19,7 +20,7 @@ import orjson
 from engine import score, windows
 from engine.clock import DAY_MS, HOUR_MS, iso
 from engine.events import BEHAVIOURAL_TYPES, event_name, properties, viewed_item
-from engine.filters import matches
+from engine.filters import FilterTest, filters_test
 from engine.identity import is_anonymous_key
 from engine.records import (
     AbsorbRecord,
@@ -90,12 +91,30 @@ class ScoreSetup:
     half_life_ms: int
     weights: tuple[ScoreWeight, ...]
 
+    @cached_property
+    def weights_by_event(self) -> dict[str, tuple[tuple[float, FilterTest], ...]]:
+        """Each event name's weights, in `weights` order (the sum adds them in it), filters
+        compiled: an event is tested against the weights of its own name only."""
+        found: dict[str, list[tuple[float, FilterTest]]] = {}
+        for w in self.weights:
+            found.setdefault(w.event, []).append((w.weight, filters_test(w.where)))
+        return {name: tuple(items) for name, items in found.items()}
+
 
 @dataclass(frozen=True)
 class ProfileConfig:
     recent_items: int = 10
     counters: tuple[CounterSpec, ...] = ()
     score: ScoreSetup | None = None
+
+    @cached_property
+    def counters_by_event(self) -> dict[str, tuple[tuple[str, FilterTest], ...]]:
+        """Each event name's filtered counters (key, filters compiled), in `counters` order (the
+        order they are added to a new profile in): an event is tested against its own only."""
+        found: dict[str, list[tuple[str, FilterTest]]] = {}
+        for spec in self.counters:
+            found.setdefault(spec.event, []).append((spec.key, filters_test(spec.where)))
+        return {name: tuple(items) for name, items in found.items()}
 
 
 @dataclass
@@ -118,7 +137,8 @@ def apply_record(state: UserState | None, record: UserRecord, config: ProfileCon
     merged_into = state.get("merged_into")
     if merged_into is not None:
         return _redirect(state, record, merged_into)
-    if _already_applied(state, record["id"]):
+    fingerprint = digest(record["id"])  # computed once: to drop a duplicate, then to remember it
+    if fingerprint in state.get("seen", ()):
         return Applied(state, duplicate=True)
     if record["kind"] == "event":
         _apply_event(state, record, config)
@@ -128,17 +148,13 @@ def apply_record(state: UserState | None, record: UserRecord, config: ProfileCon
         return _hand_over(state, record)
     else:
         _absorb(state, record, config)
-    _remember(state, record["id"])
+    _remember(state, fingerprint)
     return Applied(state)
 
 
-def _already_applied(state: UserState, record_id: str) -> bool:
-    return digest(record_id) in state.get("seen", ())
-
-
-def _remember(state: UserState, record_id: str) -> None:
+def _remember(state: UserState, fingerprint: str) -> None:
     seen = state.setdefault("seen", [])
-    seen.append(digest(record_id))
+    seen.append(fingerprint)
     if len(seen) > SEEN_LIMIT:
         del seen[: len(seen) - SEEN_LIMIT]
 
@@ -162,9 +178,9 @@ def _apply_event(state: UserState, record: EventRecord, config: ProfileConfig) -
         horizon = state.get("last_seen", at)
         windows.add(counts.setdefault(name, {}), at, horizon)
         props = properties(event) if config.counters or config.score else {}
-        for spec in config.counters:
-            if spec.event == name and matches(props, list(spec.where)):
-                windows.add(counts.setdefault(spec.key, {}), at, horizon)
+        for key, passes in config.counters_by_event.get(name, ()):
+            if passes(props):
+                windows.add(counts.setdefault(key, {}), at, horizon)
         if config.score is not None:
             _score_event(state, name, props, at, config.score)
     item = viewed_item(event)
@@ -175,9 +191,7 @@ def _apply_event(state: UserState, record: EventRecord, config: ProfileConfig) -
 def _score_event(
     state: UserState, name: str, props: dict[str, Any], at: int, setup: ScoreSetup
 ) -> None:
-    weight = sum(
-        w.weight for w in setup.weights if w.event == name and matches(props, list(w.where))
-    )
+    weight = sum(weight for weight, passes in setup.weights_by_event.get(name, ()) if passes(props))
     if weight:
         state["score"] = score.add(state.get("score"), weight, at, setup.half_life_ms)
 

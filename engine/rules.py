@@ -13,14 +13,15 @@ import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine import score
 from engine.clock import iso, parse_duration_ms
 from engine.conditions import Context, evaluate
 from engine.events import event_name, properties
-from engine.filters import MISSING, counter_key, lookup, matches
+from engine.filters import MISSING, FilterTest, counter_key, filters_test, lookup
 from engine.policy import Caps, EventBudget, record, refusal
+from engine.predicates import Predicate, Predicates
 from engine.profile import (
     Applied,
     CounterSpec,
@@ -43,6 +44,7 @@ from engine.timers import (
     indexed_at,
     kept_properties,
     put,
+    reached,
     reindex,
     score_id,
 )
@@ -78,7 +80,18 @@ class CompiledRule:
     content: Content
     fallback: Content | None
     cooldown_ms: int | None
+    #: `when.where` and `if`, compiled (engine.predicates): what the hot path evaluates.
+    where: FilterTest
+    condition: Predicate | None
+    #: Timed rules: `unless.where`, compiled, and the delay of the timer (`within` of an absence
+    #: rule, `inactive_for` of an inactivity rule).
+    unless_where: FilterTest | None = None
+    delay_ms: int | None = None
     source: str = ""  # the file it was read from, for messages
+
+    def explain(self, ctx: Context) -> list[str]:
+        """The explanation lines of the rule's conditions, one per leaf, as of `ctx`."""
+        return evaluate(self.rule.if_, ctx).lines if self.rule.if_ is not None else []
 
 
 @dataclass(frozen=True)
@@ -99,6 +112,10 @@ class RuleBook:
     score_rules: tuple[CompiledRule, ...] = ()
     #: Enabled rules by id, for timers (a timer names the rule that armed it).
     enabled: Mapping[str, CompiledRule] = field(default_factory=dict)
+    #: `candidates` by entry name and kind (None: `inactive_by`), as found the first time.
+    _entered: dict[tuple[str, bool | None], tuple[CompiledRule, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def score_half_life_ms(self) -> int | None:
@@ -110,6 +127,37 @@ class RuleBook:
         if behavioural:
             found += [item for item in self.any_event if item not in found]
         return found
+
+    def inactive_by(self, entry: str) -> tuple[CompiledRule, ...]:
+        """The inactivity rules a behavioural event of this entry name counts as activity for."""
+        found = self._entered.get((entry, None))
+        if found is None:
+            found = self._entered[(entry, None)] = tuple(
+                item
+                for item in self.inactivity
+                if isinstance(item.rule.when, InactivityEntry)
+                and ("*" in item.rule.when.events or entry in item.rule.when.events)
+            )
+        return found
+
+    def entered_by(self, entry: str, behavioural: bool) -> tuple[CompiledRule, ...]:
+        """`candidates`, remembered: every record asks, and the rule set does not change."""
+        found = self._entered.get((entry, behavioural))
+        if found is None:
+            found = self._entered[(entry, behavioural)] = tuple(self.candidates(entry, behavioural))
+        return found
+
+
+class Firing(NamedTuple):
+    """A rule whose entry and conditions held: it publishes unless the contact policy refuses."""
+
+    item: CompiledRule
+    #: The explanation's first lines (what a timer saw, or a score crossing).
+    lines: list[str]
+    #: Whether the lines of the rule's `if` follow. They are built (by evaluating it again, as
+    #: written) only for a trigger that is published: most rules evaluated do not fire, and many
+    #: that fire are refused. Conditions do not read what publishing changes (cooldowns, caps).
+    explain: bool
 
 
 @dataclass
@@ -167,10 +215,11 @@ def compile_rulebook(
     if len(policies) > 1:
         problems.append("contact_policy: declared more than once; keep one")
     _check_segments(rules, segments, problems)
+    predicates = Predicates({sid: s.if_ for sid, s in segments.items()})
     compiled: list[CompiledRule] = []
     for rule in rules:
         try:
-            compiled.append(_compile_rule(rule, origin.get(rule.id, "")))
+            compiled.append(_compile_rule(rule, origin.get(rule.id, ""), predicates))
         except ValueError as exc:
             where = f"{origin[rule.id]}: " if origin.get(rule.id) else ""
             problems.append(f"{where}rule {rule.id}: {exc}")
@@ -277,7 +326,7 @@ def _counters(conditions: list[Condition]) -> tuple[CounterSpec, ...]:
     return tuple(specs[key] for key in sorted(specs))
 
 
-def _compile_rule(rule: Rule, source: str) -> CompiledRule:
+def _compile_rule(rule: Rule, source: str, predicates: Predicates) -> CompiledRule:
     content = compile_content(rule.then.content, where="then.content")
     fallback = (
         compile_content(rule.then.fallback, where="then.fallback")
@@ -285,7 +334,22 @@ def _compile_rule(rule: Rule, source: str) -> CompiledRule:
         else None
     )
     cooldown = parse_duration_ms(rule.then.cooldown) if rule.then.cooldown else None
-    return CompiledRule(rule, content, fallback, cooldown, source)
+    delay = None
+    if rule.within is not None:
+        delay = parse_duration_ms(rule.within)
+    elif isinstance(rule.when, InactivityEntry):
+        delay = parse_duration_ms(rule.when.inactive_for)
+    return CompiledRule(
+        rule,
+        content,
+        fallback,
+        cooldown,
+        where=filters_test(rule.when.where),
+        condition=predicates.condition(rule.if_) if rule.if_ is not None else None,
+        unless_where=filters_test(rule.unless.where) if rule.unless is not None else None,
+        delay_ms=delay,
+        source=source,
+    )
 
 
 def trigger_id(rule: Rule, user_key: str, cause_id: str) -> str:
@@ -354,14 +418,11 @@ def process(state: UserState | None, record: UserRecord, book: RuleBook) -> Outc
         previous_seen_ms=previous_seen,
         segments=book.segments,
     )
-    fired = []
-    for item in book.candidates(entry, behavioural):
-        rule = item.rule
-        if not matches(props, rule.when.where):
-            continue
-        verdict = evaluate(rule.if_, ctx) if rule.if_ is not None else None
-        if verdict is None or verdict.ok:
-            fired.append((item, verdict.lines if verdict else []))
+    fired = [
+        Firing(item, [], True)
+        for item in book.entered_by(entry, behavioural)
+        if item.where(props) and (item.condition is None or item.condition(ctx))
+    ]
     _publish_all(outcome, fired, state, record["id"], entry, event, ctx, None, book.caps)
     _maintain_timers(outcome, state, record, entry, behavioural, props, ctx, book)
     return outcome
@@ -404,6 +465,8 @@ def fire_due(state: UserState, now_ms: int, book: RuleBook) -> Outcome:
 
 
 def _fire_due(state: UserState, now_ms: int, book: RuleBook, outcome: Outcome) -> None:
+    if not reached(state, now_ms):
+        return
     half_life = book.score_half_life_ms
     for timer_id, timer in due_timers(state, now_ms):
         drop(state, timer_id, outcome.timers)
@@ -421,10 +484,8 @@ def _fire_due(state: UserState, now_ms: int, book: RuleBook, outcome: Outcome) -
             previous_seen_ms=state.get("last_seen"),
             segments=book.segments,
         )
-        verdict = evaluate(item.rule.if_, ctx) if item.rule.if_ is not None else None
-        if verdict is not None and not verdict.ok:
+        if item.condition is not None and not item.condition(ctx):
             continue
-        lines = [_timer_line(item.rule, timer, book), *(verdict.lines if verdict else [])]
         event = {
             "type": "timer",
             "event": timer["cause_event"],
@@ -434,7 +495,7 @@ def _fire_due(state: UserState, now_ms: int, book: RuleBook, outcome: Outcome) -
         cause = f"timer:{timer_id}@{due}:{timer['cause']}"
         _publish_all(
             outcome,
-            [(item, lines)],
+            [Firing(item, [_timer_line(item.rule, timer, book)], True)],
             state,
             cause,
             timer["cause_event"],
@@ -474,8 +535,11 @@ def _maintain_timers(
 ) -> None:
     """Arm, move and cancel the user's timers after a record was applied."""
     now = ctx.now_ms
+    small: list[bool] = []  # whether the properties are small enough to keep, once known
 
     def timer(item: CompiledRule, kind: Any, due: int, match: dict[str, Any]) -> Timer:
+        if not small:
+            small.append(kept_properties(props) is props)  # measured once per record
         return {
             "rule": item.rule.id,
             "kind": kind,
@@ -484,22 +548,22 @@ def _maintain_timers(
             "cause": record["id"],
             "cause_event": entry,
             "match": match,
-            "props": kept_properties(props),
+            "props": props if small[0] else {},
         }
 
     for item in book.absence_unless.get(entry, ()):
         unless = item.rule.unless
-        assert unless is not None
-        if matches(props, unless.where):
+        assert unless is not None and item.unless_where is not None
+        if item.unless_where(props):
             match = {name: lookup_value(props, name) for name in unless.match}
             if drop(state, absence_id(item.rule.id, match), outcome.timers) is not None:
                 outcome.cancelled += 1
     for item in book.absence_when.get(entry, ()):
         rule = item.rule
-        assert rule.unless is not None and rule.within is not None
-        if matches(props, rule.when.where):
+        assert rule.unless is not None and item.delay_ms is not None
+        if item.where(props):
             match = {name: lookup_value(props, name) for name in rule.unless.match}
-            due = now + parse_duration_ms(rule.within)
+            due = now + item.delay_ms
             put(
                 state,
                 absence_id(rule.id, match),
@@ -507,12 +571,10 @@ def _maintain_timers(
                 outcome.timers,
             )
     if behavioural:
-        for item in book.inactivity:
-            when = item.rule.when
-            assert isinstance(when, InactivityEntry)
-            names = when.events
-            if ("*" in names or entry in names) and matches(props, when.where):
-                due = now + parse_duration_ms(when.inactive_for)
+        for item in book.inactive_by(entry):
+            assert item.delay_ms is not None
+            if item.where(props):
+                due = now + item.delay_ms
                 put(
                     state,
                     inactive_id(item.rule.id),
@@ -542,7 +604,7 @@ def _maintain_timers(
             event = record["event"] if record["kind"] == "event" else {}
             _publish_all(
                 outcome,
-                [(item, [line])],
+                [Firing(item, [line], False)],  # the crossing is the condition
                 state,
                 record["id"],
                 entry,
@@ -560,7 +622,7 @@ def lookup_value(props: dict[str, Any], path: str) -> Any:
 
 def _publish_all(
     outcome: Outcome,
-    fired: list[tuple[CompiledRule, list[str]]],
+    fired: list[Firing],
     state: UserState,
     cause_id: str,
     entry: str,
@@ -569,10 +631,12 @@ def _publish_all(
     timer: Timer | None,
     caps: Caps,
 ) -> None:
-    fired.sort(key=lambda pair: (-pair[0].rule.priority, pair[0].rule.id))
+    if not fired:
+        return
+    fired.sort(key=lambda firing: (-firing.item.rule.priority, firing.item.rule.id))
     budget = EventBudget(caps)
-    for item, lines in fired:
-        _publish(outcome, item, lines, state, cause_id, event, ctx, budget, entry, timer)
+    for firing in fired:
+        _publish(outcome, firing, state, cause_id, event, ctx, budget, entry, timer)
 
 
 def _traits_event(record: UserRecord) -> dict[str, Any]:
@@ -587,8 +651,7 @@ def _traits_event(record: UserRecord) -> dict[str, Any]:
 
 def _publish(
     outcome: Outcome,
-    item: CompiledRule,
-    lines: list[str],
+    firing: Firing,
     state: UserState,
     cause_id: str,
     event: dict[str, Any],
@@ -597,6 +660,7 @@ def _publish(
     entry: str,
     timer: Timer | None,
 ) -> None:
+    item = firing.item
     rule, action = item.rule, item.rule.then
     user = state["key"]
     tid = trigger_id(rule, user, cause_id)
@@ -628,6 +692,7 @@ def _publish(
         source = f"fallback ({failure})"
         outcome.render_fallbacks += 1
     record(state, rule.id, action.channel, now, budget)
+    lines = [*firing.lines, *item.explain(ctx)] if firing.explain else firing.lines
     explanation: dict[str, Any] = {
         "summary": " and ".join(lines) if lines else f"{entry} (no conditions)",
         "conditions": lines,

@@ -144,6 +144,16 @@ def reindex(state: UserState, now_ms: int, changes: TimerChanges) -> None:
             changes.set.append((timer["due"], timer_id))
 
 
+def reached(state: UserState, now_ms: int) -> bool:
+    """Whether `now_ms` reaches any of the user's timers: one due, or an index entry to move.
+
+    When it is false, `due_timers` is empty and `reindex` does nothing: every record asks before
+    either, and most find nothing.
+    """
+    timers: dict[str, Timer] = state.get("timers", {})  # type: ignore[assignment]
+    return any(t["due"] <= now_ms or t.get("indexed", t["due"]) <= now_ms for t in timers.values())
+
+
 def due_timers(state: UserState, now_ms: int) -> list[tuple[str, Timer]]:
     """The user's timers due at or before `now_ms`, in the order they fire."""
     timers: dict[str, Timer] = state.get("timers", {})  # type: ignore[assignment]

@@ -35,6 +35,8 @@ TIERS: tuple[Tier, ...] = (
     Tier("h", HOUR_MS, 3 * DAY_MS),
     Tier("d", DAY_MS, 90 * DAY_MS),
 )
+#: The tiers as (name, bucket ms, retention ms), for `add`, which every event calls.
+_TIER_FIELDS = tuple((tier.name, tier.bucket_ms, tier.retention_ms) for tier in TIERS)
 #: The longest trailing window a count can answer exactly.
 MAX_WINDOW_MS = TIERS[-1].retention_ms
 
@@ -59,10 +61,12 @@ def add(counter: Counter, at_ms: int, horizon_ms: int, amount: int = 1) -> Count
     `horizon_ms` is the latest event time the user has reached; retention is measured from it
     (not from the wall clock), so replaying the same events gives the same counter.
     """
-    for tier in TIERS:
-        buckets = counter.setdefault(tier.name, {})
-        oldest = (horizon_ms - tier.retention_ms) // tier.bucket_ms
-        index = at_ms // tier.bucket_ms
+    for name, bucket_ms, retention_ms in _TIER_FIELDS:
+        buckets = counter.get(name)
+        if buckets is None:  # (not setdefault: that builds a dict on every call)
+            buckets = counter[name] = {}
+        oldest = (horizon_ms - retention_ms) // bucket_ms
+        index = at_ms // bucket_ms
         if index >= oldest:
             slot = str(index)
             buckets[slot] = buckets.get(slot, 0) + amount
@@ -82,7 +86,11 @@ def merge(into: Counter, other: Counter, horizon_ms: int) -> Counter:
 
 def count(counter: Counter | None, window_ms: int, now_ms: int) -> int:
     """Events in the trailing window (now - window_ms, now], rounded out to whole buckets."""
-    tier = tier_for(window_ms)
+    return count_in(tier_for(window_ms), counter, window_ms, now_ms)
+
+
+def count_in(tier: Tier, counter: Counter | None, window_ms: int, now_ms: int) -> int:
+    """`count`, with the tier of the window already chosen (`tier_for`)."""
     if not counter:
         return 0
     first = (now_ms - window_ms) // tier.bucket_ms
@@ -91,5 +99,7 @@ def count(counter: Counter | None, window_ms: int, now_ms: int) -> int:
 
 
 def _prune(buckets: dict[str, int], oldest_index: int) -> None:
-    for slot in [slot for slot in buckets if int(slot) < oldest_index]:
-        del buckets[slot]
+    # Most calls find nothing to forget: the oldest bucket, found in one pass in C, says so.
+    if buckets and min(map(int, buckets)) < oldest_index:
+        for slot in [slot for slot in buckets if int(slot) < oldest_index]:
+            del buckets[slot]

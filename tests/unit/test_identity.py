@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import unicodedata
 from typing import Any
 
 import pytest
@@ -64,6 +66,16 @@ def test_an_id_longer_than_the_maximum_is_invalid() -> None:
 def test_ids_with_control_characters_are_invalid(raw: str) -> None:
     with pytest.raises(InvalidIdentifier, match="control characters"):
         normalize_id(raw)
+
+
+def test_control_characters_are_exactly_those_of_unicode_category_cc() -> None:
+    controls = [cp for cp in range(sys.maxunicode + 1) if unicodedata.category(chr(cp)) == "Cc"]
+    for cp in controls:
+        with pytest.raises(InvalidIdentifier, match="control characters"):
+            normalize_id(f"a{chr(cp)}b")
+    for cp in (0x20, 0xA0, 0x2028, 0x200B, 0xFEFF, 0x1F600):  # separators, format, emoji
+        assert normalize_id(f"a{chr(cp)}b") == f"a{chr(cp)}b"
+    assert len(controls) == 65
 
 
 def test_invalid_identifier_is_a_value_error() -> None:

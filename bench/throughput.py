@@ -483,17 +483,27 @@ class Options:
     envelope: int
     latency_seconds: float
     seed: int
+    anonymous_percent: int
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def workload(
+    opts: Options, end_ms: int, count: int = 0, seed: int = 0, prefix: str = "bench"
+) -> list[Message]:
+    """The options' workload (`count` events, else `opts.events`), timestamped up to `end_ms`."""
+    return generate(
+        count or opts.events, opts.users, end_ms, seed or opts.seed, prefix, opts.anonymous_percent
+    )
+
+
 def kairos_plain(
     broker: EmbeddedBroker, root: Path, rules: Path, book: RuleBook, opts: Options
 ) -> tuple[KairosRun, list[Message]]:
     """One event per message: throughput, then latency at half of it, on the same worker."""
-    messages = generate(opts.events, opts.users, now_ms(), opts.seed)
+    messages = workload(opts, now_ms())
     with deployment(broker, "plain", root, rules) as kairos:
         say(f"Kairos, one event per message: {len(messages):,} events ...")
         rate = timed_run(kairos, plain_writes(messages), len(messages))
@@ -502,7 +512,7 @@ def kairos_plain(
         say("  latency at half of it ...")
         offered = max(rate.per_second / 2, 1.0)
         count = max(1, int(offered * opts.latency_seconds))
-        extra = generate(count, opts.users, now_ms(), opts.seed + 1, prefix="latency")
+        extra = workload(opts, now_ms(), count, seed=opts.seed + 1, prefix="latency")
         latency, sent = asyncio.run(latency_run(kairos, extra, offered, len(messages)))
         say(f"  p50 {latency.p50_ms} ms, p99 {latency.p99_ms} ms; checking triggers ...")
         live = read_triggers(kairos)
@@ -527,7 +537,7 @@ def kairos_envelopes(
     broker: EmbeddedBroker, root: Path, rules: Path, book: RuleBook, opts: Options
 ) -> tuple[KairosRun, list[tuple[int, bytes]]]:
     """Envelopes of `opts.envelope` events: the same events, stamped afresh so none is stale."""
-    messages = generate(opts.events, opts.users, now_ms(), opts.seed)
+    messages = workload(opts, now_ms())
     batches = envelopes(messages, opts.envelope, PARTITIONS)
     with deployment(broker, "envelopes", root, rules) as kairos:
         say(f"Kairos, envelopes of {opts.envelope}: {len(batches):,} messages ...")
@@ -672,6 +682,23 @@ def _row(name: str, figures: dict[str, Any] | None) -> str:
     return f"{name:<50}{figures['events_per_second']:>12,}{figures['seconds']:>10.2f}{shown:>11}"
 
 
+def _differences(ch: Check) -> str:
+    if not ch.missing and not ch.extra:
+        return ""
+    return (
+        f" (missing {ch.missing}, extra {ch.extra}; {ch.of_anonymous_visitors} of these are of "
+        "visitors who arrived anonymous)"
+    )
+
+
+def _trend(lat: Latency) -> str:
+    """A warning when latency grew through the run: the offered load was more than it handles."""
+    windows = [p for p in lat.p50_ms_by_5s if p is not None]
+    if len(windows) >= 2 and windows[-1] > max(2 * windows[0], 1000):
+        return "; growing: the worker fell behind the offered load"
+    return ""
+
+
 def _pct(fraction: float | None) -> str:
     return "-" if fraction is None else f"{100 * fraction:.2f} %"
 
@@ -685,7 +712,8 @@ def _kairos_lines(report: Report) -> list[str]:
             f"Kairos event → trigger latency at {lat.offered_per_second:,.0f} events/s offered "
             f"(half its max; {lat.achieved_per_second:,.0f} kept) for {lat.seconds:.0f} s: "
             f"p50 {lat.p50_ms} ms, p99 {lat.p99_ms} ms, max {lat.max_ms} ms "
-            f"({lat.samples:,} triggers; p50 per 5 s: {', '.join(map(str, lat.p50_ms_by_5s))})"
+            f"({lat.samples:,} triggers; p50 per 5 s: {', '.join(map(str, lat.p50_ms_by_5s))}"
+            f"{_trend(lat)})"
         )
     for key, run in report.kairos.items():
         lines.append(
@@ -703,8 +731,7 @@ def _kairos_lines(report: Report) -> list[str]:
         verdict = "OK" if ch.ok else "MISMATCH"
         lines.append(
             f"Correctness ({key}): {verdict}: {ch.triggers_live:,} distinct triggers published, "
-            f"replay {ch.triggers_replay:,} (missing {ch.missing}, extra {ch.extra}; "
-            f"{ch.of_anonymous_visitors} of them of visitors who arrived anonymous); "
+            f"replay {ch.triggers_replay:,}{_differences(ch)}; "
             f"{ch.events_replayed:,} of {ch.events_expected:,} events replayed"
         )
         lines += [f"  missing: {example}" for example in ch.missing_examples]
@@ -723,9 +750,18 @@ def options() -> Options:
     parser.add_argument("--envelope", type=int, default=100, help="events per envelope")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--anonymous", type=int, default=30, help="percent of users who arrive anonymous"
+    )
     args = parser.parse_args()
     return Options(
-        args.events, args.users, args.rules, args.envelope, args.latency_seconds, args.seed
+        args.events,
+        args.users,
+        args.rules,
+        args.envelope,
+        args.latency_seconds,
+        args.seed,
+        args.anonymous,
     )
 
 

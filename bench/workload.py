@@ -50,8 +50,9 @@ class Message:
 class _Generator:
     """Builds sessions; remembers which users were seen and which visitors identified."""
 
-    def __init__(self, users: int, seed: int, prefix: str) -> None:
+    def __init__(self, users: int, seed: int, prefix: str, anonymous_percent: int) -> None:
         self.rng = random.Random(seed)
+        self.anonymous_percent = anonymous_percent
         self.users = users
         self.prefix = prefix
         self.seen = bytearray(users)  # 1 once the user's first session started
@@ -67,7 +68,8 @@ class _Generator:
         return int(self.users * self.rng.random() ** 2)
 
     def anonymous(self, u: int) -> bool:
-        return u % 10 < 3  # 30% of users arrive as anonymous visitors
+        # 37 is prime to 100: every 100 consecutive users hold the share, spread among them.
+        return u * 37 % 100 < self.anonymous_percent
 
     def ids_of(self, u: int) -> dict[str, str]:
         if not self.anonymous(u):
@@ -152,13 +154,19 @@ class _Generator:
 
 
 def generate(
-    count: int, users: int, end_ms: int, seed: int = 7, prefix: str = "bench"
+    count: int,
+    users: int,
+    end_ms: int,
+    seed: int = 7,
+    prefix: str = "bench",
+    anonymous_percent: int = 30,
 ) -> list[Message]:
     """`count` events of up to `users` users, timestamped in order up to `end_ms`.
 
-    `prefix` starts every messageId, so that two workloads on one deployment never share one.
+    `prefix` starts every messageId, so that two workloads on one deployment never share one;
+    `anonymous_percent` of the users arrive as anonymous visitors.
     """
-    gen = _Generator(users, seed, prefix)
+    gen = _Generator(users, seed, prefix, anonymous_percent)
     step = min(2.0, MAX_SPAN_MS / max(count, 1))
     start = end_ms - step * count
     pool = [gen.session(gen.user()) for _ in range(CONCURRENT_SESSIONS)]

@@ -91,7 +91,11 @@ async def update_profiles(stream: StreamT[Any]) -> None:
         for key, items in by_user.items():
             await _apply(key, items, sent, forwards)
         for tick_event, now_ms in ticks.values():
-            await _tick(tick_event, now_ms, sent)
+            try:
+                await _tick(tick_event, now_ms, sent)
+            except Exception as exc:  # a failing tick must not stop the partition's records
+                log.error("timer tick failed: %s", type(exc).__name__)
+                log.debug("timer tick failed", exc_info=True)
         # Triggers, forwarded records (a merged profile's state, calls redirected to their user)
         # and timer index entries are written before the states that remember them: a crash in
         # between re-sends them (same ids) rather than losing them.

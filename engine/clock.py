@@ -16,6 +16,9 @@ DAY_MS = 24 * HOUR_MS
 MAX_CLOCK_AHEAD_MS = DAY_MS
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The same instant without a zone: `iso` formats naive UTC and writes the `Z` itself, twice as
+#: fast as formatting an aware time and replacing its `+00:00` (every trigger writes several).
+_NAIVE_EPOCH = datetime(1970, 1, 1)
 _ONE_MS = timedelta(milliseconds=1)
 
 
@@ -34,8 +37,7 @@ def parse_iso_ms(text: str) -> int:
 
 def iso(ms: int) -> str:
     """ISO 8601 in UTC with millisecond precision and a `Z`, as Segment writes timestamps."""
-    moment = _EPOCH + ms * _ONE_MS
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (_NAIVE_EPOCH + ms * _ONE_MS).isoformat(timespec="milliseconds") + "Z"
 
 
 def event_time_ms(

@@ -112,8 +112,11 @@ class RuleBook:
     score_rules: tuple[CompiledRule, ...] = ()
     #: Enabled rules by id, for timers (a timer names the rule that armed it).
     enabled: Mapping[str, CompiledRule] = field(default_factory=dict)
-    #: `candidates` by entry name and kind (None: `inactive_by`), as found the first time.
-    _entered: dict[tuple[str, bool | None], tuple[CompiledRule, ...]] = field(
+    #: `entered_by` and `inactive_by`, as found the first time each entry name asked.
+    _entered: dict[tuple[str, bool], tuple[CompiledRule, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _inactive: dict[str, tuple[CompiledRule, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
@@ -130,9 +133,9 @@ class RuleBook:
 
     def inactive_by(self, entry: str) -> tuple[CompiledRule, ...]:
         """The inactivity rules a behavioural event of this entry name counts as activity for."""
-        found = self._entered.get((entry, None))
+        found = self._inactive.get(entry)
         if found is None:
-            found = self._entered[(entry, None)] = tuple(
+            found = self._inactive[entry] = tuple(
                 item
                 for item in self.inactivity
                 if isinstance(item.rule.when, InactivityEntry)
@@ -535,11 +538,12 @@ def _maintain_timers(
 ) -> None:
     """Arm, move and cancel the user's timers after a record was applied."""
     now = ctx.now_ms
-    small: list[bool] = []  # whether the properties are small enough to keep, once known
+    keep: bool | None = None  # whether the properties are small enough to keep, once measured
 
     def timer(item: CompiledRule, kind: Any, due: int, match: dict[str, Any]) -> Timer:
-        if not small:
-            small.append(kept_properties(props) is props)  # measured once per record
+        nonlocal keep
+        if keep is None:
+            keep = kept_properties(props) is props
         return {
             "rule": item.rule.id,
             "kind": kind,
@@ -548,7 +552,7 @@ def _maintain_timers(
             "cause": record["id"],
             "cause_event": entry,
             "match": match,
-            "props": props if small[0] else {},
+            "props": props if keep else {},
         }
 
     for item in book.absence_unless.get(entry, ()):

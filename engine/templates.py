@@ -18,6 +18,7 @@ lookups and filters are all capped, so a hostile or careless template fails inst
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
@@ -87,6 +88,9 @@ class Content:
 
     fields: Mapping[str, BoundTemplate]
     where: str = "content"
+    #: What the fields that are plain text (no `{`: no output, tag or comment) render to, rendered
+    #: once when compiled: nothing in them reads the scope, and a render costs a render context.
+    text: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,22 @@ def compile_content(fields: Mapping[str, str], *, where: str = "content") -> Con
             compiled[name] = _compiled(source)
         except TemplateError as err:
             raise TemplateError(field, err.reason, err.line) from err
-    return Content(fields=compiled, where=where)
+    return Content(fields=compiled, where=where, text=_plain_text(compiled, fields))
+
+
+def _plain_text(
+    compiled: Mapping[str, BoundTemplate], sources: Mapping[str, str]
+) -> dict[str, str]:
+    """The rendering of every field without a `{` (no output, tag or comment): text alone, the
+    same whatever the scope."""
+    text: dict[str, str] = {}
+    for name, template in compiled.items():
+        if "{" not in sources[name]:
+            try:
+                text[name] = template.render({})
+            except Exception:  # e.g. longer than the output limit: fails as it did, when rendered
+                continue
+    return text
 
 
 def render_content(content: Content, scope: Mapping[str, Any]) -> dict[str, str]:
@@ -130,6 +149,9 @@ def render_content(content: Content, scope: Mapping[str, Any]) -> dict[str, str]
     namespace = dict(scope)
     rendered: dict[str, str] = {}
     for name, template in content.fields.items():
+        if name in content.text:
+            rendered[name] = content.text[name]
+            continue
         try:
             rendered[name] = template.render(namespace)
         except LiquidError as err:

@@ -32,6 +32,33 @@ def test_the_epoch_is_zero_milliseconds() -> None:
     assert iso(0) == "1970-01-01T00:00:00.000Z"
 
 
+def _aware_iso(ms: int) -> str:
+    """`iso` as first written: an aware UTC time, its `+00:00` replaced by `Z`."""
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + ms * timedelta(milliseconds=1)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+FIRST_MS = to_ms(datetime(1, 1, 1, tzinfo=UTC))
+LAST_MS = to_ms(datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(min_value=FIRST_MS, max_value=LAST_MS))
+def test_iso_writes_what_formatting_an_aware_utc_time_writes(ms: int) -> None:
+    assert iso(ms) == _aware_iso(ms)
+
+
+@pytest.mark.parametrize("ms", [FIRST_MS, FIRST_MS - 1, LAST_MS, LAST_MS + 1, -1, 0, 999, 1000])
+def test_iso_on_the_bounds_of_the_calendar(ms: int) -> None:
+    try:
+        expected = _aware_iso(ms)
+    except OverflowError:
+        with pytest.raises(OverflowError):
+            iso(ms)
+    else:
+        assert iso(ms) == expected
+
+
 def test_iso_writes_utc_with_milliseconds_and_a_z() -> None:
     assert iso(MAY_1_10H + 123) == "2024-05-01T10:00:00.123Z"
     assert iso(MAY_1_10H) == "2024-05-01T10:00:00.000Z"

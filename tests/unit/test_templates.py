@@ -530,3 +530,20 @@ def test_any_text_compiles_or_is_a_template_error_and_renders_or_is_a_render_err
     else:
         assert isinstance(rendered["body"], str)
     assert all(isinstance(ref, Reference) for ref in references(source))
+
+
+PLAIN = ["", "getting-started", "  two  spaces \n\t and a newline ", "10% off", "a } b %} #}", "é"]
+
+
+@pytest.mark.parametrize("source", PLAIN)
+def test_a_field_of_plain_text_renders_as_liquid_renders_it(source: str) -> None:
+    content = compile_content({"text": source})
+    assert "text" in content.text  # rendered once, when compiled
+    assert render_content(content, {}) == {"text": content.fields["text"].render({})}
+
+
+def test_a_plain_text_field_too_long_to_render_still_fails_when_rendered() -> None:
+    content = compile_content({"ok": "short", "long": "x" * (MAX_OUTPUT_BYTES + 1)})
+    assert "long" not in content.text
+    with pytest.raises(RenderError, match=r"content\.long"):
+        render_content(content, {})

@@ -18,6 +18,7 @@ from faust.types import EventT, StreamT
 from agents.batching import batches, focus
 from agents.dead_letters import dead_letter
 from agents.envelopes import Envelopes, unpack
+from agents.merging import await_record
 from app.faust_app import app, identity_topic, settings, users_topic
 from app.metrics import BATCH_SECONDS, IDENTITY_LINKS
 from app.topics import IDENTITY
@@ -48,10 +49,13 @@ async def resolve_identities(stream: StreamT[Any]) -> None:
                     original = orjson.dumps(record)
                     await dead_letter(event, IDENTITY, "processing_error", reason, original)
                     continue
-                if resolution.merge_from is not None:
-                    out.add(merge_record(resolution.merge_from, resolution.user_key))
                 record["key"] = resolution.user_key
                 out.add(record)
+                if resolution.merge_from is not None:
+                    merge = merge_record(resolution.merge_from, resolution.user_key)
+                    out.add(merge)
+                    # The user holds its next records until the visitor's history arrives.
+                    out.add(await_record(resolution.user_key, merge["id"]))
                 if resolution.link is not None:
                     links[identity] = (event, resolution.link)
         sent = await out.send()

@@ -24,6 +24,7 @@ from typing import Any, cast
 import orjson
 from faust.types import EventT, StreamT
 
+from agents import merging
 from agents.batching import batches
 from agents.dead_letters import dead_letter
 from agents.envelopes import Envelopes, unpack
@@ -44,7 +45,7 @@ from app.metrics import (
     TRIGGERS_SUPPRESSED,
 )
 from app.topics import USERS
-from engine.profile import UserState
+from engine.profile import UserState, new_state
 from engine.records import UserRecord
 from engine.rules import RENDER_FAILED, Outcome, fire_due, process
 from engine.timers import timer_key
@@ -121,7 +122,6 @@ async def _apply(
     partition = items[0][0].message.partition
     state: UserState | None = profiles.read(partition, key)
     changed = False
-    now = time.time()
     for event, index, record in items:
         position = _position(event, index)
         if state is not None and position <= state.get("applied", [-1, -1]):
@@ -129,36 +129,94 @@ async def _apply(
             # moved: this record is already in the state.
             EVENTS_DUPLICATE.inc()
             continue
-        try:
-            outcome = process(state, record, rulebook)
-        except Exception as exc:  # one bad record must not stop its partition
-            # The exception's text may quote user data: its type only above DEBUG.
-            log.error("profile update failed: %s", type(exc).__name__)
-            log.debug("profile update failed", exc_info=True)
-            reason = f"profile: {exc!r}"
-            await dead_letter(event, USERS, "processing_error", reason, orjson.dumps(record))
-            continue
-        applied = outcome.applied
-        state = applied.state
-        state["applied"] = position
         changed = True
-        sent += await _publish(outcome)
-        _index(partition, key, outcome)
-        if applied.duplicate:
-            EVENTS_DUPLICATE.inc()
-            continue
-        for forward in applied.forward:
-            forwards.add(forward)
-        if "merged_into" in state and record["kind"] in ("event", "traits"):
-            continue  # forwarded to the user it was merged into, and counted there
-        EVENTS_PROCESSED.labels(type=_label(record)).inc()
-        if record["kind"] == "absorb":
-            PROFILE_MERGES.inc()
-        ingested = cast(dict[str, Any], record).get("ingested")
-        if ingested is not None:
-            PROCESSING_SECONDS.observe(max(0.0, now - ingested / 1000))
+        kind: str = record["kind"]
+        if kind == "await":
+            state = state if state is not None else new_state(key)
+            merging.expect(cast(dict[str, Any], state), cast(dict[str, Any], record)["merge"])
+        elif (
+            kind != "release"
+            and merging.waiting(cast(dict[str, Any], state))
+            and (merging.released_by(cast(dict[str, Any], record)) is None)
+        ):
+            assert state is not None
+            if merging.park(cast(dict[str, Any], state), cast(dict[str, Any], record)):
+                log.warning("a merge never arrived: applying the records held for it")
+                state = await _drain(key, partition, state, None, event, sent, forwards)
+        else:
+            if kind != "release":
+                state = await _apply_one(key, partition, state, event, record, sent, forwards)
+            done = merging.released_by(cast(dict[str, Any], record))
+            if (
+                done is not None
+                and state is not None
+                and merging.waiting(cast(dict[str, Any], state))
+            ):
+                state = await _drain(key, partition, state, done, event, sent, forwards)
+        if state is not None:
+            state["applied"] = position
     if changed and state is not None:
         profiles.stage(partition, key, state)
+
+
+async def _drain(
+    key: str,
+    partition: int,
+    state: UserState,
+    merge_id: str | None,
+    event: EventT[Any],
+    sent: list[Awaitable[Any]],
+    forwards: Envelopes,
+) -> UserState | None:
+    """Stop waiting for `merge_id` (all, when None) and apply the records held meanwhile."""
+    current: UserState | None = state
+    for held in merging.release(cast(dict[str, Any], state), merge_id):
+        current = await _apply_one(
+            key, partition, current, event, cast(UserRecord, held), sent, forwards
+        )
+    return current
+
+
+async def _apply_one(
+    key: str,
+    partition: int,
+    state: UserState | None,
+    event: EventT[Any],
+    record: UserRecord,
+    sent: list[Awaitable[Any]],
+    forwards: Envelopes,
+) -> UserState | None:
+    """Apply one record with the rules: publish, index timers, forward; the new state."""
+    try:
+        outcome = process(state, record, rulebook)
+    except Exception as exc:  # one bad record must not stop its partition
+        # The exception's text may quote user data: its type only above DEBUG.
+        log.error("profile update failed: %s", type(exc).__name__)
+        log.debug("profile update failed", exc_info=True)
+        reason = f"profile: {exc!r}"
+        await dead_letter(event, USERS, "processing_error", reason, orjson.dumps(record))
+        return state
+    applied = outcome.applied
+    state = applied.state
+    sent += await _publish(outcome)
+    _index(partition, key, outcome)
+    if record["kind"] == "merge" and not any(f["kind"] == "absorb" for f in applied.forward):
+        # The user waits for this merge: with nothing to hand over, say so.
+        forwards.add(merging.release_record(record["into"], record["id"]))
+    if applied.duplicate:
+        EVENTS_DUPLICATE.inc()
+        return state
+    for forward in applied.forward:
+        forwards.add(forward)
+    if "merged_into" in state and record["kind"] in ("event", "traits"):
+        return state  # forwarded to the user it was merged into, and counted there
+    EVENTS_PROCESSED.labels(type=_label(record)).inc()
+    if record["kind"] == "absorb":
+        PROFILE_MERGES.inc()
+    ingested = cast(dict[str, Any], record).get("ingested")
+    if ingested is not None:
+        PROCESSING_SECONDS.observe(max(0.0, time.time() - ingested / 1000))
+    return state
 
 
 async def _tick(event: EventT[Any], now_ms: int, sent: list[Awaitable[Any]]) -> None:
@@ -170,6 +228,8 @@ async def _tick(event: EventT[Any], now_ms: int, sent: list[Awaitable[Any]]) -> 
         due_by_user[user].append(key)
     for user, keys in due_by_user.items():
         state: UserState | None = profiles.read(partition, user)
+        if merging.waiting(cast(dict[str, Any], state)):
+            continue  # fired once its records are applied (a record fires what is due first)
         for key in keys:  # fired now, or left behind by a timer since moved or cancelled
             forget(partition, key)
         if state is None:

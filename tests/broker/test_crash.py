@@ -49,12 +49,6 @@ def pair(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> It
     running.stop()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug (docs/guarantees.md, Limits): when a crash makes Faust re-read a visitor's "
-    "events after the identify that linked them, the user can count them twice; it fails only "
-    "when a kill lands in that window. States, trigger ids and dead letters are otherwise exact",
-)
 def test_sigkilled_workers_end_in_the_replays_state_and_triggers(pair: Kairos) -> None:
     started = time.monotonic()
     book = rulebook(pair)
@@ -72,20 +66,13 @@ def test_sigkilled_workers_end_in_the_replays_state_and_triggers(pair: Kairos) -
     assert final.ok, final.summary()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="Kairos bug: an anonymous event delivered again after its visitor identified is "
-    "counted by the user, and again by the anonymous profile the user absorbs",
-)
 def test_an_anonymous_event_delivered_again_after_identify_counts_once(kairos: Kairos) -> None:
-    """The minimal reproduction of what the crash test finds.
-
-    At-least-once delivery (Faust re-reads from the last committed offset after a crash or a
+    """At-least-once delivery (Faust re-reads from the last committed offset after a crash or a
     rebalance; a client retries) can bring an event of an anonymous visitor a second time after
     the identify that linked the visitor. The replay, like a single delivery, counts the page
-    once. Live, the second delivery is resolved with the new link and goes straight to the user,
-    which applies it (its id is not yet known there); then the anonymous profile, which had
-    counted the first delivery, is absorbed by the user and its counts are added: twice.
+    once. Live, the second delivery is resolved with the new link and goes straight to the user;
+    the user holds it until the anonymous profile's state (and its record ids) has arrived, and
+    then drops it as already applied (agents/merging.py). It used to be counted twice.
     """
     run = uuid.uuid4().hex[:8]
     anon, user = f"anon-{run}", f"user-{run}"

@@ -671,9 +671,10 @@ def test_hostile_topic_records_are_dead_lettered_with_a_reason_and_good_ones_app
     assert ingested == len(records)
     processed = applied(after, before)
     events = [r for r in records if r["kind"] == "event"]
-    assert people(distinct, events) <= processed <= len(distinct)
     duplicates = delta(after, before, "kairos_events_duplicate_total")
-    assert processed + duplicates == len(records)
+    counted = f"{processed} processed, {duplicates} duplicates of {len(records)} ({len(distinct)})"
+    assert people(distinct, events) <= processed <= len(distinct), counted
+    assert processed + duplicates == len(records), counted
     print(f"topics: {processed} processed, {duplicates} duplicates")
 
     for i, user in enumerate(good_users):

@@ -34,7 +34,6 @@ from tests.broker.workload import (
     kill_during,
     rulebook,
     run_chunks,
-    wait_all_ready,
 )
 
 
@@ -61,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             kairos.add_worker()
         for worker in kairos.workers:
             worker.wait_ready()
-        wait_all_ready(kairos)
+        kairos.wait_settled()
         book = rulebook(kairos)
         workload = build(
             args.seed,

@@ -31,6 +31,7 @@ def deployment(broker: EmbeddedBroker, workdir: Path, prefix: str, workers: int)
         kairos.add_worker()
     for worker in kairos.workers:
         worker.wait_ready()
+    kairos.wait_settled()  # joins after the first moved partitions: all ready at once
     return kairos
 
 

@@ -160,6 +160,16 @@ class Kairos:
     def url(self) -> str:
         return self.workers[0].url
 
+    def wait_settled(self, timeout: float = 60) -> None:
+        """Every running worker owns partitions and none is rebalancing."""
+        deadline = time.monotonic() + timeout
+        running = [w for w in self.workers if w.alive]
+        while not all(w.ready() for w in running):
+            assert time.monotonic() < deadline, "the workers never settled:\n" + "\n".join(
+                w.log_tail(20) for w in running
+            )
+            time.sleep(0.2)
+
     def stop(self) -> None:
         for worker in self.workers:
             worker.stop()

@@ -33,7 +33,6 @@ from tests.broker.workload import (
     partition_of,
     rulebook,
     run_chunks,
-    wait_all_ready,
     wait_profiles,
 )
 
@@ -44,7 +43,6 @@ CYCLES = int(os.environ.get("KAIROS_CRASH_CYCLES", "5"))
 @pytest.fixture(scope="module")
 def pair(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kairos]:
     running = deployment(broker, tmp_path_factory.mktemp("crash"), "crash", workers=2)
-    wait_all_ready(running)
     yield running
     running.stop()
 

@@ -27,7 +27,6 @@ from tests.broker.workload import (
     final_report,
     rulebook,
     run_chunks,
-    wait_all_ready,
 )
 
 SEED = int(os.environ.get("KAIROS_REBALANCE_SEED", "20250612"))
@@ -37,7 +36,6 @@ CHUNKS = 4
 @pytest.fixture(scope="module")
 def pair(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kairos]:
     running = deployment(broker, tmp_path_factory.mktemp("rebalance"), "rebalance", workers=2)
-    wait_all_ready(running)
     yield running
     running.stop()
 
@@ -65,13 +63,13 @@ def test_workers_joining_and_leaving_end_in_the_replays_state_and_triggers(pair:
             joined.append(pair.add_worker())
             pair.produce_to("events", rest)
             joined[-1].wait_ready()
-            wait_all_ready(pair)
+            pair.wait_settled()
             return f"a third worker joined after {cut}/{len(chunk)} messages"
         if index == 2:  # and leaves gracefully
             cut, rest = write(chunk, 0.5)
             joined[-1].stop()
             pair.produce_to("events", rest)
-            wait_all_ready(pair)
+            pair.wait_settled()
             return f"the third worker left (SIGTERM) after {cut}/{len(chunk)} messages"
         cut, rest = write(chunk, 0.3)  # one more joins and leaves within the chunk
         joined.append(pair.add_worker())
@@ -80,7 +78,7 @@ def test_workers_joining_and_leaving_end_in_the_replays_state_and_triggers(pair:
         joined[-1].wait_ready()
         joined[-1].stop()
         pair.produce_to("events", last)
-        wait_all_ready(pair)
+        pair.wait_settled()
         return f"a fourth worker joined after {cut} messages and left after {cut + second}"
 
     lines, failed = run_chunks(pair, workload, book, join)

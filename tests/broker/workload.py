@@ -571,17 +571,6 @@ def save(workload: Workload, path: Path) -> Path:
 # --- driving a deployment through the workload ------------------------------------------------
 
 
-def wait_all_ready(kairos: Kairos, timeout: float = 60) -> None:
-    """Every running worker owns partitions and none is rebalancing."""
-    deadline = time.monotonic() + timeout
-    running = [w for w in kairos.workers if w.alive]
-    while not all(w.ready() for w in running):
-        assert time.monotonic() < deadline, "the workers never settled:\n" + "\n".join(
-            w.log_tail(20) for w in running
-        )
-        time.sleep(0.2)
-
-
 def kill_during(
     kairos: Kairos,
     chunk: list[tuple[int, bytes]],
@@ -609,7 +598,7 @@ def kill_during(
     victim.restart()
     kairos.produce_to("events", chunk[second:])
     victim.wait_ready()
-    wait_all_ready(kairos)
+    kairos.wait_settled()
     index = kairos.workers.index(victim)
     return (
         f"worker {index} SIGKILLed after {first}/{len(chunk)} messages (+{pause:.2f}s), "

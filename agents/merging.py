@@ -14,7 +14,10 @@ Plain functions over the user's state (a dict) so that they are tested without a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+from engine.profile import UserState
 
 #: Records a user holds at most while waiting: past it, a lost hand-over costs order, not data.
 MAX_PARKED = 2000
@@ -30,17 +33,17 @@ def release_record(user_key: str, merge_id: str) -> dict[str, Any]:
     return {"kind": "release", "key": user_key, "id": f"release:{merge_id}", "merge": merge_id}
 
 
-def expect(state: dict[str, Any], merge_id: str) -> None:
+def expect(state: UserState, merge_id: str) -> None:
     awaiting = state.setdefault("awaiting", [])
     if merge_id not in awaiting:
         awaiting.append(merge_id)
 
 
-def waiting(state: dict[str, Any] | None) -> bool:
+def waiting(state: UserState | None) -> bool:
     return bool(state and state.get("awaiting"))
 
 
-def released_by(record: dict[str, Any]) -> str | None:
+def released_by(record: Mapping[str, Any]) -> str | None:
     """The merge a record completes: an absorb's id, or a release's merge."""
     if record.get("kind") == "absorb":
         return str(record["id"])
@@ -49,14 +52,14 @@ def released_by(record: dict[str, Any]) -> str | None:
     return None
 
 
-def park(state: dict[str, Any], record: dict[str, Any]) -> bool:
+def park(state: UserState, record: Mapping[str, Any]) -> bool:
     """Hold a record; True when the user holds too many and should stop waiting."""
     parked = state.setdefault("parked", [])
     parked.append(record)
     return len(parked) >= MAX_PARKED
 
 
-def release(state: dict[str, Any], merge_id: str | None = None) -> list[dict[str, Any]]:
+def release(state: UserState, merge_id: str | None = None) -> list[Any]:
     """Stop waiting for `merge_id` (every merge when None); the records to apply now, in order."""
     awaiting = state.get("awaiting", [])
     if merge_id is None:

@@ -130,28 +130,21 @@ async def _apply(
             EVENTS_DUPLICATE.inc()
             continue
         changed = True
-        kind: str = record["kind"]
+        kind: str = record["kind"]  # also the agent-only kinds of agents/merging.py
+        done = merging.released_by(record)  # the merge this record completes, if any
         if kind == "await":
             state = state if state is not None else new_state(key)
-            merging.expect(cast(dict[str, Any], state), cast(dict[str, Any], record)["merge"])
-        elif (
-            kind != "release"
-            and merging.waiting(cast(dict[str, Any], state))
-            and (merging.released_by(cast(dict[str, Any], record)) is None)
-        ):
+            merging.expect(state, cast(dict[str, Any], record)["merge"])
+        elif done is None and merging.waiting(state):
             assert state is not None
-            if merging.park(cast(dict[str, Any], state), cast(dict[str, Any], record)):
+            if merging.park(state, record):
                 log.warning("a merge never arrived: applying the records held for it")
                 state = await _drain(key, partition, state, None, event, sent, forwards)
         else:
-            if kind != "release":
+            if kind != "release":  # a release applies nothing itself
                 state = await _apply_one(key, partition, state, event, record, sent, forwards)
-            done = merging.released_by(cast(dict[str, Any], record))
-            if (
-                done is not None
-                and state is not None
-                and merging.waiting(cast(dict[str, Any], state))
-            ):
+            if done is not None and merging.waiting(state):
+                assert state is not None
                 state = await _drain(key, partition, state, done, event, sent, forwards)
         if state is not None:
             state["applied"] = position
@@ -170,10 +163,8 @@ async def _drain(
 ) -> UserState | None:
     """Stop waiting for `merge_id` (all, when None) and apply the records held meanwhile."""
     current: UserState | None = state
-    for held in merging.release(cast(dict[str, Any], state), merge_id):
-        current = await _apply_one(
-            key, partition, current, event, cast(UserRecord, held), sent, forwards
-        )
+    for held in merging.release(state, merge_id):
+        current = await _apply_one(key, partition, current, event, held, sent, forwards)
     return current
 
 
@@ -228,7 +219,7 @@ async def _tick(event: EventT[Any], now_ms: int, sent: list[Awaitable[Any]]) -> 
         due_by_user[user].append(key)
     for user, keys in due_by_user.items():
         state: UserState | None = profiles.read(partition, user)
-        if merging.waiting(cast(dict[str, Any], state)):
+        if merging.waiting(state):
             continue  # fired once its records are applied (a record fires what is due first)
         for key in keys:  # fired now, or left behind by a timer since moved or cancelled
             forget(partition, key)

@@ -330,10 +330,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def wait_idle(worker: Worker, window: float = 2.0, busy: float = 0.15) -> float:
+def wait_idle(worker: Worker, window: float = 2.0, busy: float = 0.3) -> float:
     """Seconds until the worker uses less than `busy` of a core over `window` (10 minutes at most).
 
-    Idle, a worker still ticks its timers and monitors: a few percent of a core.
+    Idle, a worker still fetches every `KAIROS_FETCH_MAX_WAIT_MS` and ticks its timers: 16-19 %
+    of a core after a 100k-event run. A threshold of 15 % then kept the wait going for 150 s,
+    which halved the rate offered to the latency run. Busy, a worker uses a whole core.
     """
     assert worker.process is not None
     started = time.perf_counter()

@@ -34,6 +34,12 @@ BATCH_SECONDS = Histogram(
     ["stage"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+CONSUMER_GAPS = Counter(
+    "kairos_consumer_gaps_total",
+    "Gaps Faust's consumer recorded: runs of offsets committed without being read again "
+    "(at rebalances; and with exactly_once, at every transaction marker)",
+    ["topic"],
+)
 IDENTITY_LINKS = Counter(
     "kairos_identity_links_total", "anonymousId → userId links made or changed"
 )

@@ -29,16 +29,21 @@ def watch_gaps(expected: bool) -> None:
     original = getattr(Consumer, "_kairos_original_add_gap", Consumer._add_gap)
 
     async def add_gap(self: Any, tp: TP, offset_from: int, offset_to: int) -> None:
-        CONSUMER_GAPS.labels(topic=tp.topic).inc()
-        if not expected:
-            log.warning(
-                "consumer gap on %s[%d]: offsets %d to %d will be committed without being "
-                "read again (see docs/guarantees.md)",
-                tp.topic,
-                tp.partition,
-                offset_from,
-                offset_to,
-            )
+        # Faust records only the offsets after the committed one (already committed ones are
+        # done): report exactly those, and nothing when none are left.
+        committed = self._committed_offset[tp]
+        first = offset_from if committed is None else max(offset_from, committed + 1)
+        if first <= offset_to:
+            CONSUMER_GAPS.labels(topic=tp.topic).inc()
+            if not expected:
+                log.warning(
+                    "consumer gap on %s[%d]: offsets %d to %d will be committed without being "
+                    "read again (see docs/guarantees.md)",
+                    tp.topic,
+                    tp.partition,
+                    first,
+                    offset_to,
+                )
         await original(self, tp, offset_from, offset_to)
 
     # Set with setattr: a monkeypatch of a class mypy knows the methods of.

@@ -43,6 +43,21 @@ def test_a_gap_is_counted_logged_and_still_recorded_by_faust(
     assert sorted((i.begin, i.end) for i in consumer._gap[tp]) == [(41, 50)]
 
 
+def test_only_offsets_after_the_committed_one_are_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    watch_gaps(expected=False)
+    consumer, tp, before = _consumer(), TP(TOPIC, 5), _gaps()
+    consumer._committed_offset[tp] = 44
+    with caplog.at_level(logging.WARNING, logger="app.consumer_gaps"):
+        asyncio.run(Consumer._add_gap(consumer, tp, 41, 49))
+        asyncio.run(Consumer._add_gap(consumer, tp, 30, 40))  # all committed already: no gap
+    assert _gaps() == before + 1
+    assert f"consumer gap on {TOPIC}[5]: offsets 45 to 49 will be committed" in caplog.text
+    assert "offsets 30 to 40" not in caplog.text
+    assert sorted((i.begin, i.end) for i in consumer._gap[tp]) == [(45, 50)]
+
+
 def test_expected_gaps_are_counted_without_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     watch_gaps(expected=True)
     try:

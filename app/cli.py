@@ -108,7 +108,10 @@ def _dev(args: argparse.Namespace) -> int:
         [sys.executable, "-m", "app.cli", "triggers"], env=env, start_new_session=True
     )
     stop = _stopper([printer, worker], broker)
-    signal.signal(signal.SIGTERM, lambda *_: stop())
+    # SIGTERM unwinds like Ctrl-C, and `finally` stops everything: stopping inside the handler
+    # waited on the worker inside the `worker.wait()` it interrupted, which holds the wait's lock,
+    # so the second wait never returned and the worker and the broker were left running.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         if _wait_ready(settings.web_url, worker, timeout=60):
             _print_next_steps(settings, time.monotonic() - started)
@@ -118,8 +121,13 @@ def _dev(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # already stopping
         stop()
     return worker.returncode or 0
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _settings_from(env: dict[str, str]) -> dict[str, str]:

@@ -58,8 +58,9 @@ def start_dev(tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str], str, f
     raise AssertionError("kairos dev never became ready:\n" + "".join(output[-40:]))
 
 
-def stop_with_ctrl_c(dev: subprocess.Popen[str]) -> None:
-    dev.send_signal(signal.SIGINT)
+def stop_with(dev: subprocess.Popen[str], signum: int = signal.SIGINT) -> None:
+    """Ctrl-C (SIGINT) by default; `kairos dev` must have exited within 40 s."""
+    dev.send_signal(signum)
     dev.wait(timeout=40)
 
 
@@ -84,7 +85,7 @@ def test_dev_starts_broker_and_worker_prints_credentials_and_ctrl_c_stops_everyt
             assert time.monotonic() < deadline
             time.sleep(0.1)
     finally:
-        stop_with_ctrl_c(dev)
+        stop_with(dev)
 
     host, port = broker_address[1].split(":")
     with socket.socket() as probe:
@@ -93,7 +94,9 @@ def test_dev_starts_broker_and_worker_prints_credentials_and_ctrl_c_stops_everyt
     assert dev.returncode == 0
 
 
-def test_dev_with_kairos_broker_set_spawns_no_broker(tmp_path: Path) -> None:
+def test_dev_with_kairos_broker_set_spawns_no_broker_and_sigterm_stops_it(
+    tmp_path: Path,
+) -> None:
     with EmbeddedBroker() as external:
         dev, output, _ = start_dev(
             tmp_path,
@@ -104,5 +107,7 @@ def test_dev_with_kairos_broker_set_spawns_no_broker(tmp_path: Path) -> None:
         try:
             assert "embedded broker on" not in output
         finally:
-            stop_with_ctrl_c(dev)
+            stop_with(dev, signal.SIGTERM)
+        assert "stopping the worker" in (dev.stdout.read() if dev.stdout else "")
+        assert dev.returncode == 0
         assert external.process is not None and external.process.poll() is None

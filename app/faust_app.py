@@ -10,7 +10,7 @@ import faust
 
 from app import topics
 from app.broker import bootstrap_of
-from app.consumer_gaps import watch_gaps
+from app.consumer_gaps import deliver_in_order, watch_gaps
 from app.fetch_wait import limit_fetch_wait
 from app.rule_files import load_rulebook
 from app.settings import get_settings
@@ -23,6 +23,7 @@ rulebook = load_rulebook(settings.rules, recent_items=settings.recent_items)
 _tansu = settings.broker_kind == "tansu"
 limit_fetch_wait(settings.fetch_max_wait_ms or (20 if _tansu else 1500))
 watch_gaps(expected=settings.processing_guarantee == "exactly_once")
+deliver_in_order()
 
 app = faust.App(
     settings.app_id,

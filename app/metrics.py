@@ -40,6 +40,11 @@ CONSUMER_GAPS = Counter(
     "(at rebalances; and with exactly_once, at every transaction marker)",
     ["topic"],
 )
+CONSUMER_STALE_RECORDS = Counter(
+    "kairos_consumer_stale_records_total",
+    "Fetched records dropped because a rebalance or seek moved the consumer's position after "
+    "they were fetched (they are read again from the committed offset)",
+)
 IDENTITY_LINKS = Counter(
     "kairos_identity_links_total", "anonymousId → userId links made or changed"
 )

@@ -1,25 +1,33 @@
-"""Faust's consumer gaps: offsets it commits without having delivered them.
+"""Faust's consumer, made to deliver each partition's records in order, without holes.
 
-Faust's consumer (faust-streaming 0.15.3, `Consumer._drain_messages`) takes a record whose offset
-is more than one past the last one it read for the end of a gap (compacted records, transaction
-markers) and commits the offsets in between as if they had been processed. Kairos's topics have
-no compacted records, and transaction markers only with `exactly_once`. Yet gaps happened at
-rebalances (faust-streaming issues #216 and #221): the drain loop holds a fetched batch across
-its awaits, and a record fetched before the rebalance's seek to the committed offset was
-delivered after it. Its offset then looked like a jump forward, the offsets in between (queued
-before the rebalance and dropped with the agents' buffers) were committed unread, and their
-re-fetch was dropped as "already read". Those events were lost.
+Faust's consumer (faust-streaming 0.15.3, `Consumer._drain_messages`) lost records two ways, both
+seen in Kairos's crash and rebalance tests:
 
-`deliver_in_order` replaces the drain loop with one that knows when the consumer's position
-moved under it (a rebalance stopping the flow, or a seek) and drops what it fetched before: the
-consumer reads those records again from the committed offset. `watch_gaps` counts every gap that
-is still recorded and, at `at_least_once`, logs it, so that a loss is never silent.
+- **A record held across a rebalance.** The drain loop holds a fetched batch across awaits (a
+  commit every 10,000 acknowledgements, a delivery to a full agent buffer) that can span a whole
+  rebalance. A record fetched before the rebalance was then delivered after its seek to the
+  committed offset and became the read offset, so the re-fetched records before it (dropped
+  from the agents' buffers at the rebalance) were discarded as "already read" (faust-streaming
+  issues #216 and #221).
+- **A fetch that skips an offset.** Faust takes any jump past the next offset for a gap
+  (compacted records, transaction markers) and commits the offsets in it as if processed. The
+  embedded broker's fetches sometimes skip a record another producer is writing to the same
+  partition (seen in about 1 of 5,000 records with three producers); fetched again, it is there.
+
+`deliver_in_order` replaces the drain loop with Faust's own, changed in one place: for the
+records of stream topics (those acknowledged and committed), it knows the offset each partition's
+next record must have (the committed offset after a seek, the last delivered + 1 after a
+delivery). A record before it was read already and is dropped; a record after it is not delivered:
+the partition is fetched again from the missing offset, and only a jump that lasts (a real gap:
+transaction markers, records removed by retention) is recorded as Faust would. `watch_gaps`
+counts every gap recorded and, at `at_least_once`, logs it, so that a skip is never silent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
@@ -27,9 +35,14 @@ from faust.transport.consumer import CONSUMER_FETCHING, Consumer
 from faust.types import TP
 from mode import Service, ServiceT
 
-from app.metrics import CONSUMER_GAPS, CONSUMER_STALE_RECORDS
+from app.metrics import CONSUMER_GAPS, CONSUMER_REFETCHES
 
 log = logging.getLogger(__name__)
+
+#: A skipped offset is fetched again up to this many times, over at least this long, before the
+#: jump over it is taken for a real gap. The embedded broker's skipped records reappear at once.
+REFETCHES = 2
+REFETCH_SECONDS = 0.05
 
 
 def watch_gaps(expected: bool) -> None:
@@ -60,7 +73,7 @@ def watch_gaps(expected: bool) -> None:
 
 
 def position_epoch(consumer: Any) -> int:
-    """How many times the consumer's position has moved under its drain loop so far."""
+    """How many times a rebalance or a seek to the committed offsets has begun or ended."""
     return cast(int, getattr(consumer, "_kairos_position_epoch", 0))
 
 
@@ -68,8 +81,14 @@ def _move_position(consumer: Any) -> None:
     consumer._kairos_position_epoch = position_epoch(consumer) + 1
 
 
+def next_offsets(consumer: Any) -> dict[TP, int | None]:
+    """The offset each partition's next record must have (None: unknown, nothing committed)."""
+    offsets = consumer.__dict__.setdefault("_kairos_next_offsets", {})
+    return cast(dict[TP, "int | None"], offsets)
+
+
 def deliver_in_order() -> None:
-    """Make Faust's consumers drop records fetched before their position last moved."""
+    """Replace Faust's drain loop with one that delivers each partition's records in order."""
     if getattr(Consumer, "_kairos_delivers_in_order", False):
         return
     stop_flow = Consumer.stop_flow
@@ -84,6 +103,8 @@ def deliver_in_order() -> None:
         _move_position(self)
         try:
             await perform_seek(self)
+            # Faust has set each partition's read offset to its committed offset (or None).
+            next_offsets(self).update(self._read_offset)
         finally:
             _move_position(self)
 
@@ -94,14 +115,44 @@ def deliver_in_order() -> None:
     setattr(Consumer, "_kairos_delivers_in_order", True)  # noqa: B010
 
 
-async def _drain_messages(self: Any, fetcher: ServiceT) -> None:  # pragma: no cover
-    """Faust 0.15.3's `Consumer._drain_messages`, changed only where it delivered stale records.
+async def _refetch(consumer: Any, tp: TP, missing: int, found: int) -> bool:
+    """Seek `tp` back to the `missing` offset a fetch jumped over to `found`, unless that jump has
+    lasted long enough to be real. True when the partition is fetched again from `missing`."""
+    holes: dict[TP, tuple[int, int, float]] = consumer.__dict__.setdefault("_kairos_holes", {})
+    now = time.monotonic()
+    offset, tries, since = holes.get(tp, (missing, 0, now))
+    if offset != missing:
+        tries, since = 0, now
+    if tries >= REFETCHES and now - since >= REFETCH_SECONDS:
+        del holes[tp]
+        return False
+    holes[tp] = (missing, tries + 1, since)
+    CONSUMER_REFETCHES.labels(topic=tp.topic).inc()
+    log.info(
+        "%s[%d]: fetched offset %d where %d was due; fetching again from %d",
+        tp.topic,
+        tp.partition,
+        found,
+        missing,
+        missing,
+    )
+    try:
+        # Moves the fetch position in the consumer's thread (no broker request).
+        await consumer.seek_wait({tp: missing})
+    except Exception as exc:  # not assigned any more: the rebalance seeks it anyway
+        log.info("%s[%d]: no seek back (%r)", tp.topic, tp.partition, exc)
+    return True
 
-    A record of a stream topic fetched before the consumer's position last moved (a rebalance
-    stopped the flow, or the consumer sought to its committed offsets) is dropped: not delivered,
-    not taken as the read offset. The loop then seeks to the committed offsets (unless the flow
-    is stopped, which ends in that seek anyway), so that every dropped record is read again,
-    even one the coarse position count took for stale. Everything else is Faust's loop.
+
+async def _drain_messages(self: Any, fetcher: ServiceT) -> None:  # pragma: no cover
+    """Faust 0.15.3's `Consumer._drain_messages`, changed only in how it orders stream records.
+
+    Faust compared each record with the partition's read offset: it dropped one below it, and
+    took one beyond the next for a gap. Here a stream topic's record must have the partition's
+    next offset (`next_offsets`): below it the record was read already and is dropped; beyond it
+    the partition is fetched again from the next offset (`_refetch`), and only a lasting jump is
+    recorded as a gap. The next offset moves on only when no rebalance or seek began during the
+    record's delivery: that seek sets it. Records of other topics (changelogs) go as in Faust.
     """
     callback = self.callback
     getmany = self.getmany
@@ -114,6 +165,8 @@ async def _drain_messages(self: Any, fetcher: ServiceT) -> None:  # pragma: no c
     unset_flag = self.diag.unset_flag
     commit_every = self._commit_every
     acks_enabled_for = self.app.topics.acks_enabled_for
+    due_offsets = next_offsets(self)
+    holes: dict[TP, Any] = self.__dict__.setdefault("_kairos_holes", {})
 
     yield_every = 100
     num_since_yield = 0
@@ -122,64 +175,60 @@ async def _drain_messages(self: Any, fetcher: ServiceT) -> None:  # pragma: no c
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
             set_flag(CONSUMER_FETCHING)
-            if not self.flow_active:
-                # Faust's fetch waits for the flow too; waiting here first lets the position
-                # count be read after the seek that ends a rebalance, not before it.
-                await self.wait(self.can_resume_flow)
-            epoch = position_epoch(self)
             ait = cast(AsyncIterator[Any], getmany(timeout=1.0))
 
+            # Sleeping because sometimes getmany is called in a loop
+            # never releasing to the event loop
             await self.sleep(0)
             if not self.should_stop:
-                stale = 0
+                refetching: set[TP] = set()
                 async for tp, message in ait:
                     num_since_yield += 1
                     if num_since_yield > yield_every:
                         await sleep(0)
                         num_since_yield = 0
-                    acks_enabled = acks_enabled_for(message.topic)
-                    if acks_enabled and position_epoch(self) != epoch:
-                        stale += 1
-                        continue
+                    if commit_every is not None and self._n_acked >= commit_every:
+                        self._n_acked = 0
+                        await self.commit()
 
                     offset = message.offset
-                    r_offset = get_read_offset(tp)
-                    if r_offset is None or offset >= r_offset:
-                        gap = offset - (r_offset or 0)
-                        if gap > 1 and r_offset and acks_enabled:
-                            await self._add_gap(tp, r_offset + 1, offset)
-                        if commit_every is not None and self._n_acked >= commit_every:
-                            self._n_acked = 0
-                            await self.commit()
-                        # The awaits above can span a whole rebalance.
-                        if acks_enabled and position_epoch(self) != epoch:
-                            stale += 1
+                    in_order = acks_enabled_for(message.topic)
+                    if in_order:
+                        if tp in refetching:
                             continue
-                        await self.wait_first(callback(message), self.suspend_flow.wait())
-                        # A rebalance that began during the delivery resets the read offsets
-                        # with its seek: this record's offset must not overwrite them.
-                        if not acks_enabled or position_epoch(self) == epoch:
-                            set_read_offset(tp, offset)
+                        due = due_offsets.get(tp)
+                        if due is not None and offset < due:
+                            continue  # read already
+                        if due is not None and offset > due:
+                            if await _refetch(self, tp, due, offset):
+                                refetching.add(tp)
+                                continue
+                            await self._add_gap(tp, due, offset - 1)
                     else:
-                        self.log.dev(
-                            "DROPPED MESSAGE ROFF %r: k=%r v=%r",
-                            offset,
-                            message.key,
-                            message.value,
-                        )
-                if stale:
-                    CONSUMER_STALE_RECORDS.inc(stale)
-                    log.info(
-                        "dropped %d records fetched before a rebalance or seek; "
-                        "reading again from the committed offsets",
-                        stale,
-                    )
-                    if self.flow_active:
-                        await self.perform_seek()
+                        r_offset = get_read_offset(tp)
+                        if r_offset is not None and offset < r_offset:
+                            self.log.dev(
+                                "DROPPED MESSAGE ROFF %r: k=%r v=%r",
+                                offset,
+                                message.key,
+                                message.value,
+                            )
+                            continue
+                    epoch = position_epoch(self)
+                    await self.wait_first(callback(message), self.suspend_flow.wait())
+                    if position_epoch(self) == epoch:
+                        set_read_offset(tp, offset)
+                        if in_order:
+                            due_offsets[tp] = offset + 1
+                            if holes:
+                                holes.pop(tp, None)
+                    elif not in_order:
+                        set_read_offset(tp, offset)
                 unset_flag(CONSUMER_FETCHING)
 
     except self.consumer_stopped_errors:
         if self.transport.app.should_stop:
+            # we're already stopping so ignore
             self.log.info("Broker stopped consumer, shutting down...")
             return
         raise

@@ -40,10 +40,11 @@ CONSUMER_GAPS = Counter(
     "(at rebalances; and with exactly_once, at every transaction marker)",
     ["topic"],
 )
-CONSUMER_STALE_RECORDS = Counter(
-    "kairos_consumer_stale_records_total",
-    "Fetched records dropped because a rebalance or seek moved the consumer's position after "
-    "they were fetched (they are read again from the committed offset)",
+CONSUMER_REFETCHES = Counter(
+    "kairos_consumer_refetches_total",
+    "Times a partition was fetched again from an offset a fetch jumped over (a record held "
+    "across a rebalance; the embedded broker's fetches sometimes skip a record being written)",
+    ["topic"],
 )
 IDENTITY_LINKS = Counter(
     "kairos_identity_links_total", "anonymousId → userId links made or changed"

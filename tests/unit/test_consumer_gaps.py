@@ -27,8 +27,9 @@ def _gaps() -> float:
     return value or 0.0
 
 
-def _stale() -> float:
-    return REGISTRY.get_sample_value("kairos_consumer_stale_records_total") or 0.0
+def _refetches() -> float:
+    value = REGISTRY.get_sample_value("kairos_consumer_refetches_total", {"topic": TOPIC})
+    return value or 0.0
 
 
 def _consumer() -> SimpleNamespace:
@@ -82,61 +83,123 @@ def _record(tp: TP, offset: int) -> Message:
     return Message(tp.topic, tp.partition, offset, 0.0, 0, None, None, b"v", None)
 
 
-def test_a_record_held_across_a_rebalance_is_read_again_not_delivered_out_of_order() -> None:
-    """The drain loop of a real (unstarted) Faust consumer, fed by a scripted fetch.
+class Drain:
+    """The drain loop of a real (unstarted) Faust consumer, with its broker operations scripted:
+    the fetches (`getmany`), the seek to the committed offsets and the seek of one partition."""
 
-    Offsets 5 and 6 are fetched. Before 6 is delivered the loop commits (every `commit_every`
-    acks), and a whole rebalance happens during that commit: the flow stops, the agents' buffers
-    are dropped (5 with them), the consumer seeks to the committed offset 5 and the flow
-    resumes. Faust's loop then delivered 6, took it as the read offset and dropped the re-fetched
-    5 as already read. Now 6 is dropped, the consumer seeks again, and 5 and 6 are delivered.
+    def __init__(
+        self,
+        batches: list[list[int]],
+        committed: int,
+        stop_after: int,
+        commit_every: int | None = None,
+    ) -> None:
+        self.batches, self.committed, self.stop_after = batches, committed, stop_after
+        self.commit_every = commit_every
+        self.delivered: list[int] = []
+        self.seeks: list[int] = []  # offsets of the seeks back of one partition
+        self.tp = TP(TOPIC, 1)
+
+    async def run(self, on_commit: Any = None) -> Any:
+        # Faust binds its services to the loop running when they are made: make them in it.
+        app = faust.App("drain-test", broker="kafka://127.0.0.1:1")
+        consumer: Any = app.consumer
+        app.topics._acking_topics.add(TOPIC)
+        fetcher = Service()
+        tp = self.tp
+
+        async def getmany(timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+            for offset in self.batches.pop(0) if self.batches else []:
+                yield tp, Message(TOPIC, 1, offset, 0.0, 0, None, None, b"v", None)
+
+        async def callback(message: Message) -> None:
+            self.delivered.append(message.offset)
+            consumer._n_acked += 1
+            if len(self.delivered) == self.stop_after:
+                await fetcher.stop()
+
+        async def seek_to_committed() -> dict[TP, int]:
+            return {tp: self.committed}
+
+        async def seek_wait(partitions: dict[TP, int]) -> None:
+            self.seeks.extend(partitions.values())
+
+        async def commit() -> bool:
+            if on_commit is not None:
+                await on_commit(consumer)
+            return True
+
+        consumer.getmany = getmany
+        consumer.callback = callback
+        consumer.seek_to_committed = seek_to_committed
+        consumer.seek_wait = seek_wait
+        consumer.commit = commit
+        consumer._commit_every = self.commit_every
+        await consumer.perform_seek()
+        await asyncio.wait_for(consumer._drain_messages(fetcher), timeout=5)
+        return consumer
+
+
+def test_a_record_held_across_a_rebalance_is_fetched_again_in_order() -> None:
+    """Offsets 5 and 6 are fetched. Before 6 is delivered the loop commits (every
+    `commit_every` acks), and a whole rebalance happens during that commit: the flow stops, the
+    agents' buffers are dropped (5 with them), the consumer seeks to the committed offset 5 and
+    the flow resumes. Faust's loop then delivered 6, took it as the read offset and dropped the
+    re-fetched 5 as already read. Now 6 is held back, 5 is fetched again, then 5 and 6 follow.
     """
     deliver_in_order()
-    before = _stale()
-    # Faust binds its services to the loop running when they are made: make them in it.
-    delivered, seeks, consumer, tp = asyncio.run(_drain_with_a_rebalance_in_a_commit())
-    assert delivered == [5, 5, 6]
-    assert seeks == [5, 5]  # the rebalance's seek, then the loop's own
-    assert consumer._read_offset[tp] == 6
-    assert not consumer._gap[tp]
-    assert _stale() == before + 1
+    drain = Drain([[5, 6], [5, 6]], committed=5, stop_after=3, commit_every=1)
+    before = _refetches()
+    rebalanced: list[bool] = []
 
-
-async def _drain_with_a_rebalance_in_a_commit() -> tuple[list[int], list[int], Any, TP]:
-    app = faust.App("drain-test", broker="kafka://127.0.0.1:1")
-    consumer: Any = app.consumer
-    tp = TP(TOPIC, 1)
-    app.topics._acking_topics.add(TOPIC)
-    fetcher = Service()
-    delivered: list[int] = []
-    seeks: list[int] = []
-    batches = [[5, 6], [5, 6]]
-
-    async def getmany(timeout: float) -> AsyncIterator[tuple[TP, Message]]:
-        for offset in batches.pop(0):
-            yield tp, Message(TOPIC, 1, offset, 0.0, 0, None, None, b"v", None)
-
-    async def callback(message: Message) -> None:
-        delivered.append(message.offset)
-        consumer._n_acked += 1
-        if len(delivered) == 3:
-            await fetcher.stop()
-
-    async def commit() -> bool:
-        if not seeks:  # the first commit spans a rebalance
+    async def rebalance_once(consumer: Any) -> None:
+        if not rebalanced:
+            rebalanced.append(True)
             consumer.stop_flow()
             await consumer.perform_seek()
             consumer.resume_flow()
-        return True
 
-    async def seek_to_committed() -> dict[TP, int]:
-        seeks.append(5)
-        return {tp: 5}
+    consumer = asyncio.run(drain.run(rebalance_once))
+    assert drain.delivered == [5, 5, 6]
+    assert drain.seeks == [5]
+    assert not consumer._gap[drain.tp]
+    assert _refetches() == before + 1
 
-    consumer.getmany = getmany
-    consumer.callback = callback
-    consumer.commit = commit
-    consumer.seek_to_committed = seek_to_committed
-    consumer._commit_every = 1
-    await asyncio.wait_for(consumer._drain_messages(fetcher), timeout=5)
-    return delivered, seeks, consumer, tp
+
+def test_an_offset_a_fetch_skipped_is_fetched_again_not_committed_unread() -> None:
+    """The embedded broker's fetch returns 5, 7: 6, being written, is skipped. Faust recorded
+    6 as a gap and committed it unread; now 7 waits and 6 is fetched again."""
+    deliver_in_order()
+    drain, before = Drain([[5, 7], [6, 7]], committed=5, stop_after=3), _refetches()
+    consumer = asyncio.run(drain.run())
+    assert drain.delivered == [5, 6, 7]
+    assert drain.seeks == [6]
+    assert not consumer._gap[drain.tp]
+    assert _refetches() == before + 1
+
+
+def test_a_jump_that_lasts_is_a_gap(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Offset 6 never comes (a transaction marker, or removed by retention): after the
+    re-fetches 7 is delivered, and 6 is recorded as a gap, counted and logged."""
+    deliver_in_order()
+    watch_gaps(expected=False)
+    monkeypatch.setattr("app.consumer_gaps.REFETCH_SECONDS", 0.0)
+    batches = [[5, 7], [7], [7], [7]]
+    drain, gaps = Drain(batches, committed=5, stop_after=2), _gaps()
+    with caplog.at_level(logging.WARNING, logger="app.consumer_gaps"):
+        consumer = asyncio.run(drain.run())
+    assert drain.delivered == [5, 7]
+    assert drain.seeks == [6, 6]  # REFETCHES
+    assert sorted((i.begin, i.end) for i in consumer._gap[drain.tp]) == [(6, 7)]
+    assert _gaps() == gaps + 1
+    assert f"consumer gap on {TOPIC}[1]: offsets 6 to 6" in caplog.text
+
+
+def test_records_read_already_are_dropped() -> None:
+    deliver_in_order()
+    drain = Drain([[5, 6], [5, 6, 7]], committed=5, stop_after=3)
+    asyncio.run(drain.run())
+    assert drain.delivered == [5, 6, 7]
+    assert drain.seeks == []

@@ -405,6 +405,15 @@ def compare_view(live: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
         if name == "engagement_score" and mine is not None and theirs is not None:
             if abs(float(mine) - float(theirs)) > 0.01:
                 diffs.append(f"engagement_score live {mine} replay {theirs}")
+        elif isinstance(mine, list) and isinstance(theirs, list) and mine != theirs:
+            # Long lists (pending timers, recent items) differ in an element or two: name them.
+            only_live = [item for item in mine if item not in theirs]
+            only_replay = [item for item in theirs if item not in mine]
+            order = "" if only_live or only_replay else " (same elements, other order)"
+            diffs.append(
+                f"{name}{order}: live only {_short(only_live)} replay only {_short(only_replay)}"
+                f" (live {len(mine)}, replay {len(theirs)})"
+            )
         elif mine != theirs:
             diffs.append(f"{name}: live {_short(mine)} replay {_short(theirs)}")
     return diffs

@@ -13,9 +13,9 @@ import time
 from typing import Any
 
 import orjson
-from faust.types import EventT, StreamT
+from faust.types import StreamT
 
-from agents.batching import batches, focus
+from agents.batching import batches
 from agents.dead_letters import dead_letter
 from agents.envelopes import Envelopes, unpack
 from agents.merging import await_record
@@ -32,9 +32,9 @@ async def resolve_identities(stream: StreamT[Any]) -> None:
     async for batch in batches(stream):
         started = time.perf_counter()
         out = Envelopes(users_topic, settings.partitions)
-        links: dict[str, tuple[EventT[Any], str]] = {}
+        links: dict[str, tuple[int, str]] = {}
         for event in batch:
-            focus(event)
+            partition = event.message.partition
             try:
                 records: list[EventRecord] = unpack(event.message.value)
             except ValueError as exc:
@@ -43,7 +43,7 @@ async def resolve_identities(stream: StreamT[Any]) -> None:
             for record in records:
                 try:
                     identity = record["key"]
-                    resolution = resolve(record["event"], _link(identity, links))
+                    resolution = resolve(record["event"], _link(partition, identity, links))
                 except (KeyError, TypeError) as exc:
                     reason = f"identity: {exc!r}"
                     original = orjson.dumps(record)
@@ -57,21 +57,22 @@ async def resolve_identities(stream: StreamT[Any]) -> None:
                     # The user holds its next records until the visitor's history arrives.
                     out.add(await_record(resolution.user_key, merge["id"]))
                 if resolution.link is not None:
-                    links[identity] = (event, resolution.link)
+                    links[identity] = (partition, resolution.link)
         sent = await out.send()
         if links:
             # Links are written once the records they routed are delivered: a crash in between
             # re-sends the same records (dropped by their ids) instead of losing a merge.
             await asyncio.gather(*sent)
-            for identity, (event, link) in links.items():
-                focus(event)
-                identity_links[identity] = link
+            for identity, (partition, link) in links.items():
+                identity_links.stage(partition, identity, link)
+            await identity_links.flush()
             IDENTITY_LINKS.inc(len(links))
         BATCH_SECONDS.labels(stage="identity").observe(time.perf_counter() - started)
 
 
-def _link(identity: str, made: dict[str, tuple[EventT[Any], str]]) -> str | None:
+def _link(partition: int, identity: str, made: dict[str, tuple[int, str]]) -> str | None:
     """The identity's link: made earlier in this batch (not yet written), or in the table."""
     if identity in made:
         return made[identity][1]
-    return identity_links.get(identity)
+    link: str | None = identity_links.read(partition, identity)
+    return link

@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     broker_kind: Literal["kafka", "tansu"] = Field(
         default="kafka",
         description="Which broker is behind KAIROS_BROKER. `tansu` (the embedded broker) "
-        "turns on the workarounds its end-offset bug needs.",
+        "turns on the short fetch wait it needs.",
     )
     app_id: str = Field(default="kairos", description="Faust app id (consumer group).")
     topic_prefix: str = Field(default="kairos", description="Prefix of every topic name.")

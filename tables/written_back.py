@@ -12,6 +12,12 @@ The changelog's records are JSON objects {key: value, or null for a deleted key}
 app.chunks.MESSAGE_BYTES each, under keys unique per record (a compacted topic would have to keep
 them all: see docs/deployment.md). Faust's recovery and standby replicas hand them to
 `apply_changelog_batch`, which writes each value under its own RocksDB key, as Faust would have.
+
+A partition's changelog records are sent one at a time: each waits until the one before it is
+acknowledged, so no produce batch ever holds two of them. The embedded broker reports a
+partition's end offset as the first offset of its last batch + 1, and Faust's recovery reads up
+to that end: with one record per batch it is exact, while the rest of Kairos's traffic (triggers,
+envelopes) is batched as the producer likes.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ class WrittenBackTable(faust.Table):  # type: ignore[misc,type-arg]
         self._dirty: defaultdict[int, dict[str, Any]] = defaultdict(dict)
         #: Sent and not yet acknowledged: partition → key → (value, flush number).
         self._in_flight: defaultdict[int, dict[str, tuple[Any, int]]] = defaultdict(dict)
+        #: The last changelog record sent per partition: the next one waits for it (docstring).
+        self._last_sent: dict[int, Awaitable[Any]] = {}
         self._flushes = itertools.count(1)
         #: Makes changelog keys unique across restarts of this worker (see the module docstring).
         self._incarnation = time.time_ns()
@@ -92,6 +100,9 @@ class WrittenBackTable(faust.Table):  # type: ignore[misc,type-arg]
             pairs = [key_bytes(key) + b":" + value for key, value in encoded.items()]
             for part, group in enumerate(chunked(pairs)):
                 written = dict(itertools.islice(entries, len(group)))  # the group's own entries
+                previous = self._last_sent.get(partition)
+                if previous is not None:
+                    await previous
                 fut = await self.changelog_topic.send(
                     key=f"{partition}:{self._incarnation}:{flush}:{part}",
                     value=b"{%s}" % b",".join(group),
@@ -102,6 +113,7 @@ class WrittenBackTable(faust.Table):  # type: ignore[misc,type-arg]
                         self._written, partition=partition, flush=flush, encoded=written
                     ),
                 )
+                self._last_sent[partition] = fut
                 sent.append(fut)
         self._dirty.clear()
         return sent
@@ -146,6 +158,7 @@ class WrittenBackTable(faust.Table):  # type: ignore[misc,type-arg]
         for tp in revoked:
             self._dirty.pop(tp.partition, None)
             self._in_flight.pop(tp.partition, None)
+            self._last_sent.pop(tp.partition, None)
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
 
 

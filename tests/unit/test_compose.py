@@ -225,7 +225,7 @@ def test_kafka_init_gives_every_topic_the_worker_partition_count_and_one_replica
 
 
 #: Their records hold many keys' values under keys unique per record: kept whole, never compacted.
-WRITTEN_BACK = {"kairos-profiles-changelog", "kairos-timers-changelog"}
+WRITTEN_BACK = {"kairos-identity-changelog", "kairos-profiles-changelog", "kairos-timers-changelog"}
 
 
 def test_only_per_key_changelog_topics_are_compacted(

@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 #: jump over it is taken for a real gap. The embedded broker's skipped records reappear at once.
 REFETCHES = 2
 REFETCH_SECONDS = 0.05
+#: A seek back that has not returned by then is given up (logged); the loop must not hang on it.
+SEEK_SECONDS = 10.0
 
 
 def watch_gaps(expected: bool) -> None:
@@ -136,12 +138,27 @@ async def _refetch(consumer: Any, tp: TP, missing: int, found: int) -> bool:
         missing,
         missing,
     )
-    try:
-        # Moves the fetch position in the consumer's thread (no broker request).
-        await consumer.seek_wait({tp: missing})
-    except Exception as exc:  # not assigned any more: the rebalance seeks it anyway
-        log.info("%s[%d]: no seek back (%r)", tp.topic, tp.partition, exc)
+    await _seek_back(consumer, tp, missing)
     return True
+
+
+async def _seek_back(consumer: Any, tp: TP, offset: int) -> None:
+    """Move `tp`'s fetch position to `offset` (in the consumer's thread; no broker request).
+
+    Nothing from the seek may end the drain loop: a CancelledError out of it would stop Faust's
+    fetcher for good, silently, outside a rebalance. A seek that fails or hangs is logged and the
+    loop goes on; the next record beyond the due offset asks for the seek again, and a jump that
+    lasts becomes a logged gap.
+    """
+    try:
+        await asyncio.wait_for(consumer.seek_wait({tp: offset}), timeout=SEEK_SECONDS)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # the loop itself is cancelled (stop, rebalance)
+        log.warning("%s[%d]: seek to %d cancelled in the consumer", tp.topic, tp.partition, offset)
+    except Exception as exc:  # not assigned any more (the rebalance seeks it), or a timeout
+        log.warning("%s[%d]: no seek to %d (%r)", tp.topic, tp.partition, offset, exc)
 
 
 async def _drain_messages(self: Any, fetcher: ServiceT) -> None:  # pragma: no cover
@@ -236,6 +253,9 @@ async def _drain_messages(self: Any, fetcher: ServiceT) -> None:  # pragma: no c
         if self.transport.app.should_stop:
             self.log.info("Consumer shutting down for user cancel.")
             return
+        # Faust's fetcher restarts the loop only when a rebalance is under way; otherwise the
+        # worker stops consuming: say so.
+        log.warning("consumer drain loop cancelled (rebalancing: %s)", self.app.rebalancing)
         raise
     except Exception as exc:
         self.log.exception("Drain messages raised: %r", exc)

@@ -96,6 +96,8 @@ class Drain:
     ) -> None:
         self.batches, self.committed, self.stop_after = batches, committed, stop_after
         self.commit_every = commit_every
+        #: Raised by the scripted seek, as the consumer's thread may hand back.
+        self.seek_error: BaseException | None = None
         self.delivered: list[int] = []
         self.seeks: list[int] = []  # offsets of the seeks back of one partition
         self.tp = TP(TOPIC, 1)
@@ -123,6 +125,8 @@ class Drain:
 
         async def seek_wait(partitions: dict[TP, int]) -> None:
             self.seeks.extend(partitions.values())
+            if self.seek_error is not None:
+                raise self.seek_error
 
         async def commit() -> bool:
             if on_commit is not None:
@@ -203,3 +207,14 @@ def test_records_read_already_are_dropped() -> None:
     asyncio.run(drain.run())
     assert drain.delivered == [5, 6, 7]
     assert drain.seeks == []
+
+
+def test_a_seek_cancelled_in_the_consumer_does_not_end_the_loop() -> None:
+    """A CancelledError handed back by the consumer's thread would have stopped Faust's fetcher
+    for good (it restarts the loop only during a rebalance): the loop logs it and goes on."""
+    deliver_in_order()
+    drain = Drain([[5, 7], [6, 7]], committed=5, stop_after=3)
+    drain.seek_error = asyncio.CancelledError()
+    asyncio.run(drain.run())
+    assert drain.delivered == [5, 6, 7]
+    assert drain.seeks == [6]

@@ -89,6 +89,12 @@ def next_offsets(consumer: Any) -> dict[TP, int | None]:
     return cast(dict[TP, "int | None"], offsets)
 
 
+def _holes(consumer: Any) -> dict[TP, tuple[int, int, float]]:
+    """Per partition, the offset being fetched again: (offset, times asked, since when)."""
+    holes = consumer.__dict__.setdefault("_kairos_holes", {})
+    return cast(dict[TP, tuple[int, int, float]], holes)
+
+
 def deliver_in_order() -> None:
     """Replace Faust's drain loop with one that delivers each partition's records in order."""
     if getattr(Consumer, "_kairos_delivers_in_order", False):
@@ -120,7 +126,7 @@ def deliver_in_order() -> None:
 async def _refetch(consumer: Any, tp: TP, missing: int, found: int) -> bool:
     """Seek `tp` back to the `missing` offset a fetch jumped over to `found`, unless that jump has
     lasted long enough to be real. True when the partition is fetched again from `missing`."""
-    holes: dict[TP, tuple[int, int, float]] = consumer.__dict__.setdefault("_kairos_holes", {})
+    holes = _holes(consumer)
     now = time.monotonic()
     offset, tries, since = holes.get(tp, (missing, 0, now))
     if offset != missing:
@@ -183,7 +189,7 @@ async def _drain_messages(self: Any, fetcher: ServiceT) -> None:  # pragma: no c
     commit_every = self._commit_every
     acks_enabled_for = self.app.topics.acks_enabled_for
     due_offsets = next_offsets(self)
-    holes: dict[TP, Any] = self.__dict__.setdefault("_kairos_holes", {})
+    holes = _holes(self)
 
     yield_every = 100
     num_since_yield = 0
@@ -233,14 +239,13 @@ async def _drain_messages(self: Any, fetcher: ServiceT) -> None:  # pragma: no c
                             continue
                     epoch = position_epoch(self)
                     await self.wait_first(callback(message), self.suspend_flow.wait())
-                    if position_epoch(self) == epoch:
+                    if not in_order:
                         set_read_offset(tp, offset)
-                        if in_order:
-                            due_offsets[tp] = offset + 1
-                            if holes:
-                                holes.pop(tp, None)
-                    elif not in_order:
+                    elif position_epoch(self) == epoch:
                         set_read_offset(tp, offset)
+                        due_offsets[tp] = offset + 1
+                        if holes:
+                            holes.pop(tp, None)
                 unset_flag(CONSUMER_FETCHING)
 
     except self.consumer_stopped_errors:

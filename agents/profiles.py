@@ -120,63 +120,32 @@ async def _apply(
     key: str, items: list[Item], sent: list[Awaitable[Any]], forwards: Envelopes
 ) -> None:
     partition = items[0][0].message.partition
-    state: UserState | None = profiles.read(partition, key)
+    state: UserState = profiles.read(partition, key) or new_state(key)
     changed = False
     for event, index, record in items:
         position = _position(event, index)
-        if state is not None and position <= state.get("applied", [-1, -1]):
+        if position <= state.get("applied", [-1, -1]):
             # Faust replays what it had not committed when a worker stopped or a partition
             # moved: this record is already in the state.
             EVENTS_DUPLICATE.inc()
             continue
         changed = True
-        kind: str = record["kind"]  # also the agent-only kinds of agents/merging.py
-        done = merging.released_by(record)  # the merge this record completes, if any
-        if kind == "await":
-            state = state if state is not None else new_state(key)
-            merging.expect(state, cast(dict[str, Any], record)["merge"])
-        elif done is None and merging.waiting(state):
-            assert state is not None
-            if merging.park(state, record):
-                log.warning("a merge never arrived: applying the records held for it")
-                state = await _drain(key, partition, state, None, event, sent, forwards)
-        else:
-            if kind != "release":  # a release applies nothing itself
-                state = await _apply_one(key, partition, state, event, record, sent, forwards)
-            if done is not None and merging.waiting(state):
-                assert state is not None
-                state = await _drain(key, partition, state, done, event, sent, forwards)
-        if state is not None:
-            state["applied"] = position
-    if changed and state is not None:
+        for ready in merging.arrive(state, record):
+            state = await _apply_one(key, partition, state, event, ready, sent, forwards)
+        state["applied"] = position
+    if changed:
         profiles.stage(partition, key, state)
-
-
-async def _drain(
-    key: str,
-    partition: int,
-    state: UserState,
-    merge_id: str | None,
-    event: EventT[Any],
-    sent: list[Awaitable[Any]],
-    forwards: Envelopes,
-) -> UserState | None:
-    """Stop waiting for `merge_id` (all, when None) and apply the records held meanwhile."""
-    current: UserState | None = state
-    for held in merging.release(state, merge_id):
-        current = await _apply_one(key, partition, current, event, held, sent, forwards)
-    return current
 
 
 async def _apply_one(
     key: str,
     partition: int,
-    state: UserState | None,
+    state: UserState,
     event: EventT[Any],
     record: UserRecord,
     sent: list[Awaitable[Any]],
     forwards: Envelopes,
-) -> UserState | None:
+) -> UserState:
     """Apply one record with the rules: publish, index timers, forward; the new state."""
     try:
         outcome = process(state, record, rulebook)

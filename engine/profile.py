@@ -75,10 +75,12 @@ class UserState(TypedDict, total=False):
     # Set by the live agent, not the core: [offset, index] on `kairos.users` of the last record
     # applied, so that records Faust replays after a crash or rebalance are applied once.
     applied: list[int]
-    # Also the live agent's (agents/merging.py): merges whose hand-over the user waits for, and
-    # the records it holds meanwhile.
+    # Also the live agent's (agents/merging.py): merges whose hand-over the user waits for, the
+    # records it holds meanwhile, hand-overs that came before their `await`, and merges over.
     awaiting: list[str]
     parked: list[Any]
+    early: dict[str, Any]
+    handed: list[str]
 
 
 @dataclass(frozen=True)

@@ -58,10 +58,19 @@ def start_dev(tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str], str, f
     raise AssertionError("kairos dev never became ready:\n" + "".join(output[-40:]))
 
 
-def stop_with(dev: subprocess.Popen[str], signum: int = signal.SIGINT) -> None:
-    """Ctrl-C (SIGINT) by default; `kairos dev` must have exited within 40 s."""
+def stop_with(dev: subprocess.Popen[str], signum: int = signal.SIGINT) -> str:
+    """Ctrl-C (SIGINT) by default; `kairos dev` must have exited within 40 s. What it printed
+    after it was ready."""
     dev.send_signal(signum)
-    dev.wait(timeout=40)
+    try:
+        # Read meanwhile: a full pipe would block it.
+        rest, _ = dev.communicate(timeout=40)
+        return rest
+    except subprocess.TimeoutExpired as late:
+        dev.kill()
+        rest, _ = dev.communicate()
+        message = f"kairos dev still running 40 s after {signum!r}:\n{rest[-4000:]}"
+        raise AssertionError(message) from late
 
 
 def test_dev_starts_broker_and_worker_prints_credentials_and_ctrl_c_stops_everything(
@@ -107,7 +116,7 @@ def test_dev_with_kairos_broker_set_spawns_no_broker_and_sigterm_stops_it(
         try:
             assert "embedded broker on" not in output
         finally:
-            stop_with(dev, signal.SIGTERM)
-        assert "stopping the worker" in (dev.stdout.read() if dev.stdout else "")
+            rest = stop_with(dev, signal.SIGTERM)
+        assert "stopping the worker" in rest
         assert dev.returncode == 0
         assert external.process is not None and external.process.poll() is None

@@ -112,8 +112,11 @@ def _dev(args: argparse.Namespace) -> int:
     stop = _stopper([printer, worker], broker)
     # SIGTERM unwinds like Ctrl-C, and `finally` stops everything: stopping inside the handler
     # waited on the worker inside the `worker.wait()` it interrupted, which holds the wait's lock,
-    # so the second wait never returned and the worker and the broker were left running.
+    # so the second wait never returned and the worker and the broker were left running. Ctrl-C
+    # gets the same handler, set here: a shell that starts a command in the background (`make
+    # run &`, a CI runner) starts it with SIGINT ignored, and Python then leaves it ignored.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         if _wait_ready(settings.web_url, worker, timeout=60):
             _print_next_steps(settings, time.monotonic() - started)
@@ -123,7 +126,9 @@ def _dev(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # already stopping
+        # Already stopping: a second Ctrl-C must not cut the stop short and leave the worker.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         stop()
     return worker.returncode or 0
 

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -30,6 +31,11 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
+#: What each `kairos dev` started by a test printed, line by line, read as it comes: a pipe
+#: nobody reads fills up and blocks whoever writes to it (the worker and trigger printer too).
+PRINTED: dict[int, tuple[list[str], threading.Thread]] = {}
+
+
 def start_dev(tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str], str, float]:
     port = free_port()
     environment = {**os.environ, "KAIROS_WEB_PORT": str(port), **env}
@@ -44,33 +50,52 @@ def start_dev(tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str], str, f
         stderr=subprocess.STDOUT,
         text=True,
     )
-    output = []
-    assert dev.stdout is not None
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        line = dev.stdout.readline()
-        output.append(line)
-        if "Ctrl-C stops the worker and the broker" in line:
-            return dev, "".join(output), time.monotonic() - started
-        if not line and dev.poll() is not None:
-            break
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        assert dev.stdout is not None
+        for line in dev.stdout:
+            lines.append(line)
+            if "Ctrl-C stops the worker and the broker" in line:
+                ready.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    PRINTED[dev.pid] = (lines, reader)
+    if ready.wait(90):
+        return dev, "".join(lines), time.monotonic() - started
+    kill_everything(dev, tmp_path)
+    raise AssertionError("kairos dev never became ready:\n" + "".join(lines[-40:]))
+
+
+def kill_everything(dev: subprocess.Popen[str], workdir: Path) -> None:
+    """SIGKILL `kairos dev` and whatever it started (they run in its working directory)."""
     dev.kill()
-    raise AssertionError("kairos dev never became ready:\n" + "".join(output[-40:]))
+    dev.wait()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if Path(os.readlink(entry / "cwd")).is_relative_to(workdir):
+                    os.kill(int(entry.name), signal.SIGKILL)
+            except OSError:
+                continue
 
 
-def stop_with(dev: subprocess.Popen[str], signum: int = signal.SIGINT) -> str:
+def stop_with(dev: subprocess.Popen[str], workdir: Path, signum: int = signal.SIGINT) -> str:
     """Ctrl-C (SIGINT) by default; `kairos dev` must have exited within 40 s. What it printed
     after it was ready."""
+    printed, reader = PRINTED[dev.pid]
+    before = len(printed)
     dev.send_signal(signum)
     try:
-        # Read meanwhile: a full pipe would block it.
-        rest, _ = dev.communicate(timeout=40)
-        return rest
-    except subprocess.TimeoutExpired as late:
-        dev.kill()
-        rest, _ = dev.communicate()
-        message = f"kairos dev still running 40 s after {signum!r}:\n{rest[-4000:]}"
-        raise AssertionError(message) from late
+        dev.wait(timeout=40)
+    except subprocess.TimeoutExpired:
+        kill_everything(dev, workdir)
+        rest = "".join(printed[before:])[-4000:]
+        raise AssertionError(f"kairos dev still running 40 s after {signum!r}:\n{rest}") from None
+    reader.join(timeout=5)  # its children are gone with it: the output ends
+    return "".join(printed[before:])
 
 
 def test_dev_starts_broker_and_worker_prints_credentials_and_ctrl_c_stops_everything(
@@ -94,7 +119,7 @@ def test_dev_starts_broker_and_worker_prints_credentials_and_ctrl_c_stops_everyt
             assert time.monotonic() < deadline
             time.sleep(0.1)
     finally:
-        stop_with(dev)
+        stop_with(dev, tmp_path)
 
     host, port = broker_address[1].split(":")
     with socket.socket() as probe:
@@ -116,7 +141,7 @@ def test_dev_with_kairos_broker_set_spawns_no_broker_and_sigterm_stops_it(
         try:
             assert "embedded broker on" not in output
         finally:
-            rest = stop_with(dev, signal.SIGTERM)
+            rest = stop_with(dev, tmp_path, signal.SIGTERM)
         assert "stopping the worker" in rest
         assert dev.returncode == 0
         assert external.process is not None and external.process.poll() is None

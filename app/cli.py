@@ -80,7 +80,7 @@ def _wait_ready(url: str, worker: subprocess.Popen[bytes], timeout: float) -> bo
 def _dev(args: argparse.Namespace) -> int:
     """Broker (unless KAIROS_BROKER is set), topics, a worker and the HTTP API; Ctrl-C stops all."""
     from app.broker import EmbeddedBroker, ensure_topics
-    from app.settings import Settings
+    from app.settings import read_settings
     from app.topics import all_topics
 
     started = time.monotonic()
@@ -89,6 +89,7 @@ def _dev(args: argparse.Namespace) -> int:
     env.setdefault("KAIROS_ADMIN_TOKEN", DEV_ADMIN_TOKEN)
     env.setdefault("KAIROS_DATA_DIR", ".kairos/dev")
     env.setdefault("KAIROS_LOG_LEVEL", "warn")  # Faust's INFO lines would bury the useful output
+    read_settings(_settings_from(env))  # invalid settings stop it before anything starts
     broker: EmbeddedBroker | None = None
     if not env.get("KAIROS_BROKER"):
         Path(".kairos").mkdir(exist_ok=True)
@@ -98,7 +99,7 @@ def _dev(args: argparse.Namespace) -> int:
         # The embedded broker starts empty, so state kept from an earlier run would not match it.
         shutil.rmtree(env["KAIROS_DATA_DIR"], ignore_errors=True)
         print(f"embedded broker on {broker.bootstrap}", flush=True)
-    settings = Settings.model_validate(_settings_from(env))
+    settings = read_settings(_settings_from(env))
     ensure_topics(settings.broker_url, all_topics(settings))
     worker = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "worker"],
@@ -389,8 +390,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from app.settings import SettingsError
+    from engine.rules import RuleSetError
+
     args = build_parser().parse_args(argv)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except (SettingsError, RuleSetError) as exc:
+        # What the user must fix, without a traceback: each line names a variable, or a rule
+        # file, rule and field.
+        print(f"kairos: cannot start:\n{exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

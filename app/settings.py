@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: The example rules of the repository Kairos is installed from (`make run` loads them).
@@ -100,7 +100,29 @@ class Settings(BaseSettings):
         return self.canonical_url or f"http://{self.web_host}:{self.web_port}"
 
 
+class SettingsError(ValueError):
+    """Invalid settings: the message names each `KAIROS_*` variable at fault, one per line."""
+
+
+def settings_error(exc: ValidationError) -> SettingsError:
+    """The variables behind pydantic's errors, named as the user wrote them."""
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        variable = f"KAIROS_{field.upper()}" if field else "KAIROS_*"
+        problems.append(f"{variable}: {error['msg']} (got {error.get('input')!r})")
+    return SettingsError("\n".join(problems))
+
+
+def read_settings(values: dict[str, str] | None = None) -> Settings:
+    """Settings from the environment, or from `values` (field → text) when given."""
+    try:
+        return Settings() if values is None else Settings.model_validate(values)
+    except ValidationError as exc:
+        raise settings_error(exc) from None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process's settings, read once from the environment."""
-    return Settings()
+    return read_settings()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -31,7 +32,12 @@ async def tail(settings: Settings, *, from_beginning: bool = False, as_json: boo
             await consumer.seek_to_beginning(*partitions)
         else:
             await consumer.seek_to_end(*partitions)
-        print(f"following {topic} (Ctrl-C stops)", flush=True)
+        # On stderr with --json, so that stdout is JSON lines only (to pipe into jq).
+        print(
+            f"following {topic} (Ctrl-C stops)",
+            file=sys.stderr if as_json else sys.stdout,
+            flush=True,
+        )
         async for message in consumer:
             try:
                 trigger = orjson.loads(message.value)

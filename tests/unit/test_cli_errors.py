@@ -1,0 +1,61 @@
+"""What the user must fix is said in one message, without a traceback: an invalid setting names
+its variable, invalid rules name file, rule and field (docs/configuration.md)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.settings import SettingsError, read_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def kairos(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("KAIROS_")}
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        cwd=ROOT,
+        env={**environment, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_an_invalid_setting_names_its_variable_and_what_it_got() -> None:
+    with pytest.raises(SettingsError) as raised:
+        read_settings({"partitions": "abc", "log_level": "verbose"})
+    lines = str(raised.value).splitlines()
+    assert lines[0].startswith("KAIROS_PARTITIONS: ") and lines[0].endswith("(got 'abc')")
+    assert lines[1].startswith("KAIROS_LOG_LEVEL: ") and "'verbose'" in lines[1]
+
+
+def test_a_worker_with_an_invalid_setting_stops_with_the_variable_not_a_traceback() -> None:
+    done = kairos("worker", "--no-create-topics", KAIROS_PARTITIONS="abc")
+    assert done.returncode == 1
+    assert "KAIROS_PARTITIONS: " in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_worker_with_invalid_rules_stops_naming_file_rule_and_field(tmp_path: Path) -> None:
+    (tmp_path / "cart.yaml").write_text(
+        "rules:\n"
+        "  - id: cart_reminder\n"
+        "    when: {event: Product Added}\n"
+        "    if: {count: {event: Product Added, within: 120d}, op: gte, value: 2}\n"
+        "    then: {type: x, channel: email, content: {a: b}}\n"
+    )
+    done = kairos(
+        "worker",
+        "--no-create-topics",
+        KAIROS_RULES=str(tmp_path),
+        KAIROS_BROKER="kafka://127.0.0.1:1",
+        KAIROS_DATA_DIR=str(tmp_path / "data"),
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert f"{tmp_path / 'cart.yaml'}: rule cart_reminder: if.count.within:" in done.stderr

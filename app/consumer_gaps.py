@@ -246,6 +246,7 @@ async def _drain_messages(self: Any, fetcher: ServiceT) -> None:  # pragma: no c
                         due_offsets[tp] = offset + 1
                         if holes:
                             holes.pop(tp, None)
+                    self._kairos_last_delivery = time.monotonic()
                 unset_flag(CONSUMER_FETCHING)
 
     except self.consumer_stopped_errors:
@@ -267,3 +268,63 @@ async def _drain_messages(self: Any, fetcher: ServiceT) -> None:  # pragma: no c
         raise
     finally:
         unset_flag(CONSUMER_FETCHING)
+
+
+#: Seconds without a delivered record, while a stream partition has records waiting, after which
+#: the consumer is reported as stalled (once per stall).
+STALL_SECONDS = 15.0
+
+
+def last_delivery(consumer: Any) -> float:
+    """When the drain loop last delivered a record (monotonic; its start before the first)."""
+    return cast(float, consumer.__dict__.setdefault("_kairos_last_delivery", time.monotonic()))
+
+
+def waiting_records(consumer: Any) -> dict[TP, tuple[int, int]]:
+    """Stream partitions with records fetched-able beyond the next due offset: (next, end)."""
+    waiting = {}
+    for tp, due in next_offsets(consumer).items():
+        if due is None or not consumer.app.topics.acks_enabled_for(tp.topic):
+            continue
+        try:
+            end = consumer.highwater(tp)
+        except Exception:  # not assigned any more
+            continue
+        if end is not None and end > due:
+            waiting[tp] = (due, end)
+    return waiting
+
+
+def stall_report(consumer: Any) -> str | None:
+    """What the consumer's flow looks like, when records wait and none was delivered lately."""
+    idle = time.monotonic() - last_delivery(consumer)
+    if idle < STALL_SECONDS or consumer.app.rebalancing:
+        return None
+    waiting = waiting_records(consumer)
+    if not waiting:
+        return None
+    active = consumer._active_partitions or set()
+    buffered = consumer._buffered_partitions
+    paused = consumer._paused_partitions
+    fetcher = consumer.app._fetcher
+    lines = [
+        f"{tp.topic}[{tp.partition}] next {due} end {end}"
+        f"{' paused' if tp in paused else ''}{' buffered' if tp in buffered else ''}"
+        f"{'' if tp in active else ' inactive'}"
+        for tp, (due, end) in sorted(waiting.items())
+    ]
+    return (
+        f"no record delivered for {idle:.0f} s while {len(waiting)} partitions have records "
+        f"waiting: flow_active={consumer.flow_active} "
+        f"can_resume_flow={consumer.can_resume_flow.is_set()} "
+        f"suspend_flow={consumer.suspend_flow.is_set()} "
+        f"flow_control={consumer.app.flow_control.is_active()} "
+        f"fetcher={fetcher.state} drain_task={_drain_task_state(fetcher)}; " + "; ".join(lines)
+    )
+
+
+def _drain_task_state(fetcher: Any) -> str:
+    tasks = [t for t in getattr(fetcher, "_futures", ()) if isinstance(t, asyncio.Task)]
+    if not tasks:
+        return "none"
+    return ",".join("done" if t.done() else "pending" for t in tasks)

@@ -6,15 +6,19 @@ register themselves on it.
 
 from __future__ import annotations
 
+import logging
+
 import faust
 
 from app import topics
 from app.broker import bootstrap_of
-from app.consumer_gaps import deliver_in_order, watch_gaps
+from app.consumer_gaps import deliver_in_order, last_delivery, stall_report, watch_gaps
 from app.fetch_wait import limit_fetch_wait
+from app.metrics import CONSUMER_STALLS
 from app.rule_files import load_rulebook
 from app.settings import get_settings
 
+log = logging.getLogger(__name__)
 settings = get_settings()
 settings.data_dir.mkdir(parents=True, exist_ok=True)
 #: The rules, validated and compiled once at start: a worker with invalid rules does not start.
@@ -75,3 +79,18 @@ triggers_topic = _topic(topics.TRIGGERS, "raw")
 # user's owner from the same bytes the producer partitioned by.
 identity_topic = _topic(topics.IDENTITY, "json")
 users_topic = _topic(topics.USERS, "json")
+
+
+_stalled_since: list[float] = []  # the last delivery of the stall already reported
+
+
+@app.timer(interval=5.0)  # type: ignore[untyped-decorator]
+async def report_stalls() -> None:
+    """A worker whose consumer delivers nothing while records wait says so (docs/guarantees.md)."""
+    consumer = app.consumer
+    report = stall_report(consumer)
+    if report is None or last_delivery(consumer) in _stalled_since:
+        return
+    _stalled_since[:] = [last_delivery(consumer)]
+    CONSUMER_STALLS.inc()
+    log.warning("consumer stalled: %s", report)

@@ -40,6 +40,11 @@ CONSUMER_GAPS = Counter(
     "(at rebalances; and with exactly_once, at every transaction marker)",
     ["topic"],
 )
+CONSUMER_STALLS = Counter(
+    "kairos_consumer_stalls_total",
+    "Times the worker's consumer delivered no record for 15 s while records were waiting "
+    "(logged at WARNING with the consumer's flow state)",
+)
 CONSUMER_REFETCHES = Counter(
     "kairos_consumer_refetches_total",
     "Times a partition was fetched again from an offset a fetch jumped over (a record held "

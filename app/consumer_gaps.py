@@ -323,6 +323,15 @@ def stall_report(consumer: Any) -> str | None:
     )
 
 
+def new_stall(consumer: Any) -> str | None:
+    """`stall_report`, once per stall: None again until a record is delivered after it."""
+    report = stall_report(consumer)
+    if report is None or consumer.__dict__.get("_kairos_stall_reported") == last_delivery(consumer):
+        return None
+    consumer._kairos_stall_reported = last_delivery(consumer)
+    return report
+
+
 def _drain_task_state(fetcher: Any) -> str:
     tasks = [t for t in getattr(fetcher, "_futures", ()) if isinstance(t, asyncio.Task)]
     if not tasks:

@@ -12,7 +12,7 @@ import faust
 
 from app import topics
 from app.broker import bootstrap_of
-from app.consumer_gaps import deliver_in_order, last_delivery, stall_report, watch_gaps
+from app.consumer_gaps import deliver_in_order, new_stall, watch_gaps
 from app.fetch_wait import limit_fetch_wait
 from app.metrics import CONSUMER_STALLS
 from app.rule_files import load_rulebook
@@ -81,16 +81,10 @@ identity_topic = _topic(topics.IDENTITY, "json")
 users_topic = _topic(topics.USERS, "json")
 
 
-_stalled_since: list[float] = []  # the last delivery of the stall already reported
-
-
 @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
 async def report_stalls() -> None:
     """A worker whose consumer delivers nothing while records wait says so (docs/guarantees.md)."""
-    consumer = app.consumer
-    report = stall_report(consumer)
-    if report is None or last_delivery(consumer) in _stalled_since:
-        return
-    _stalled_since[:] = [last_delivery(consumer)]
-    CONSUMER_STALLS.inc()
-    log.warning("consumer stalled: %s", report)
+    report = new_stall(app.consumer)
+    if report is not None:
+        CONSUMER_STALLS.inc()
+        log.warning("consumer stalled: %s", report)

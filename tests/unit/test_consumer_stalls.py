@@ -62,3 +62,11 @@ def test_no_stall_when_a_record_came_lately_nothing_waits_or_a_rebalance_is_on()
     assert consumer_gaps.stall_report(consumer({USERS: 25}, idle=1.0)) is None
     assert consumer_gaps.stall_report(consumer({USERS: 20})) is None
     assert consumer_gaps.stall_report(consumer({USERS: 25}, rebalancing=True)) is None
+
+
+def test_a_stall_is_reported_once_until_a_record_is_delivered_again() -> None:
+    stalled = consumer({USERS: 25})
+    assert consumer_gaps.new_stall(stalled) is not None
+    assert consumer_gaps.new_stall(stalled) is None
+    stalled._kairos_last_delivery -= 1.0  # delivered since, then stalled again
+    assert consumer_gaps.new_stall(stalled) is not None

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
-from collections.abc import AsyncIterator
+import traceback
+from collections.abc import AsyncIterator, Iterable
 from typing import Any, cast
 
 from faust.transport.consumer import CONSUMER_FETCHING, Consumer
@@ -246,7 +248,6 @@ async def _drain_messages(self: Any, fetcher: ServiceT) -> None:  # pragma: no c
                         due_offsets[tp] = offset + 1
                         if holes:
                             holes.pop(tp, None)
-                    self._kairos_last_delivery = time.monotonic()
                 unset_flag(CONSUMER_FETCHING)
 
     except self.consumer_stopped_errors:
@@ -270,14 +271,9 @@ async def _drain_messages(self: Any, fetcher: ServiceT) -> None:  # pragma: no c
         unset_flag(CONSUMER_FETCHING)
 
 
-#: Seconds without a delivered record, while a stream partition has records waiting, after which
-#: the consumer is reported as stalled (once per stall).
+#: Seconds a stream partition's next offset may stay put while records wait beyond it, before the
+#: partition is reported as stalled (once per stall).
 STALL_SECONDS = 15.0
-
-
-def last_delivery(consumer: Any) -> float:
-    """When the drain loop last delivered a record (monotonic; its start before the first)."""
-    return cast(float, consumer.__dict__.setdefault("_kairos_last_delivery", time.monotonic()))
 
 
 def waiting_records(consumer: Any) -> dict[TP, tuple[int, int]]:
@@ -295,27 +291,43 @@ def waiting_records(consumer: Any) -> dict[TP, tuple[int, int]]:
     return waiting
 
 
-def stall_report(consumer: Any) -> str | None:
-    """What the consumer's flow looks like, when records wait and none was delivered lately."""
-    idle = time.monotonic() - last_delivery(consumer)
-    if idle < STALL_SECONDS or consumer.app.rebalancing:
-        return None
+def stalled_partitions(consumer: Any, now: float | None = None) -> dict[TP, tuple[int, int, float]]:
+    """Stream partitions whose next offset has not moved for STALL_SECONDS while records wait
+    beyond it: (next, end, seconds). Per partition: the others' records (the timer ticks every
+    worker sends itself) keep coming while one partition is stuck."""
+    progress = consumer.__dict__.setdefault("_kairos_progress", {})  # tp -> (next, since)
+    if consumer.app.rebalancing:
+        progress.clear()  # positions move at the end of a rebalance: count from there
+        return {}
+    now = time.monotonic() if now is None else now
     waiting = waiting_records(consumer)
-    if not waiting:
-        return None
+    for tp in [tp for tp in progress if tp not in waiting]:
+        del progress[tp]
+    stalled = {}
+    for tp, (due, end) in waiting.items():
+        seen = progress.get(tp)
+        if seen is None or seen[0] != due:
+            progress[tp] = (due, now)
+        elif now - seen[1] >= STALL_SECONDS:
+            stalled[tp] = (due, end, now - seen[1])
+    return stalled
+
+
+def stall_report(consumer: Any, stalled: dict[TP, tuple[int, int, float]]) -> str:
+    """What the consumer's flow looks like, for stalled partitions."""
     active = consumer._active_partitions or set()
     buffered = consumer._buffered_partitions
     paused = consumer._paused_partitions
     fetcher = consumer.app._fetcher
     lines = [
-        f"{tp.topic}[{tp.partition}] next {due} end {end}"
+        f"{tp.topic}[{tp.partition}] next {due} end {end} for {seconds:.0f} s"
         f"{' paused' if tp in paused else ''}{' buffered' if tp in buffered else ''}"
         f"{'' if tp in active else ' inactive'}"
-        for tp, (due, end) in sorted(waiting.items())
+        for tp, (due, end, seconds) in sorted(stalled.items())
     ]
     return (
-        f"no record delivered for {idle:.0f} s while {len(waiting)} partitions have records "
-        f"waiting: flow_active={consumer.flow_active} "
+        f"{len(stalled)} partitions have records waiting and deliver none: "
+        f"flow_active={consumer.flow_active} "
         f"can_resume_flow={consumer.can_resume_flow.is_set()} "
         f"suspend_flow={consumer.suspend_flow.is_set()} "
         f"flow_control={consumer.app.flow_control.is_active()} "
@@ -323,13 +335,68 @@ def stall_report(consumer: Any) -> str | None:
     )
 
 
+def thread_report(consumer: Any, tps: Iterable[TP]) -> str:
+    """The Kafka client's side of a stall, for the log: what Faust's consumer thread is doing.
+
+    Faust runs aiokafka in a thread of its own and asks it for records through a queue of
+    calls; a stall that the flow state above does not explain is there. Read without locks from
+    the worker's thread: a snapshot for a person to read, never used for a decision.
+    """
+    lines = []
+    try:
+        thread = consumer._thread
+        client = thread._consumer
+        queue = thread._method_queue
+        lines.append(
+            f"calls queued for the consumer thread: {queue._queue.qsize()}; "
+            f"reassignment in progress: {client._subscription.reassignment_in_progress}"
+        )
+        fetcher = client._fetcher
+        lines.append(
+            f"aiokafka fetcher: task {'done' if fetcher._fetch_task.done() else 'running'}, "
+            f"{len(fetcher._pending_tasks)} requests pending, nodes in flight "
+            f"{sorted(fetcher._in_flight)}, records held for {len(fetcher._records)} partitions"
+        )
+        assignment = client._subscription.subscription.assignment
+        for tp in sorted(tps):
+            state = assignment.state_value(tp) if assignment is not None else None
+            if state is None:
+                lines.append(f"{tp.topic}[{tp.partition}]: not assigned in aiokafka")
+                continue
+            held = fetcher._records.get(tp)
+            lines.append(
+                f"{tp.topic}[{tp.partition}]: position "
+                f"{state.position if state.has_valid_position else 'none'}"
+                f"{' paused' if state.paused else ''}"
+                f"{' awaiting reset' if state.awaiting_reset else ''}"
+                f"{f' holding {type(held).__name__}' if held is not None else ''}"
+            )
+        for task in asyncio.all_tasks(thread.thread_loop):
+            coro = task.get_coro()
+            frames = task.get_stack(limit=1)  # a suspended coroutine has only its own frame
+            where = f":{frames[-1].f_lineno}" if frames else " (not started)"
+            lines.append(f"consumer thread task {getattr(coro, '__qualname__', coro)}{where}")
+        frame = sys._current_frames().get(thread._thread.ident)
+        if frame is not None:
+            stack = traceback.format_stack(frame, limit=6)
+            lines.append("consumer thread stack:\n" + "".join(stack).rstrip())
+    except Exception as exc:  # a diagnostic must never take the worker down
+        lines.append(f"(consumer thread state unreadable: {exc!r})")
+    return "\n".join(lines)
+
+
 def new_stall(consumer: Any) -> str | None:
-    """`stall_report`, once per stall: None again until a record is delivered after it."""
-    report = stall_report(consumer)
-    if report is None or consumer.__dict__.get("_kairos_stall_reported") == last_delivery(consumer):
+    """The report of partitions newly stalled (None when none is): a partition is reported once
+    per stall, again only once it has moved on and stalled anew."""
+    stalled = stalled_partitions(consumer)
+    reported = consumer.__dict__.setdefault("_kairos_stalls_reported", {})  # tp -> next offset
+    for tp in [tp for tp in reported if tp not in stalled]:
+        del reported[tp]
+    new = {tp: found for tp, found in stalled.items() if reported.get(tp) != found[0]}
+    if not new:
         return None
-    consumer._kairos_stall_reported = last_delivery(consumer)
-    return report
+    reported.update({tp: found[0] for tp, found in new.items()})
+    return f"{stall_report(consumer, new)}\n{thread_report(consumer, new)}"
 
 
 def _drain_task_state(fetcher: Any) -> str:

@@ -6,7 +6,9 @@ register themselves on it.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import sys
 
 import faust
 
@@ -81,10 +83,28 @@ identity_topic = _topic(topics.IDENTITY, "json")
 users_topic = _topic(topics.USERS, "json")
 
 
+#: A worker whose event loop has not turned for this long prints every thread's stack to its
+#: standard error ("Timeout (0:00:30)!"): nothing in the loop can report a loop that is stuck.
+LOOP_STUCK_SECONDS = 30
+
+
 @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
 async def report_stalls() -> None:
     """A worker whose consumer delivers nothing while records wait says so (docs/guarantees.md)."""
-    report = new_stall(app.consumer)
+    try:
+        report = new_stall(app.consumer)
+    except Exception:  # a crash here would stop the whole app: a report is not worth that
+        log.exception("the stall report failed")
+        return
     if report is not None:
         CONSUMER_STALLS.inc()
         log.warning("consumer stalled: %s", report)
+
+
+@app.timer(interval=1.0)  # type: ignore[untyped-decorator]
+async def watch_the_loop() -> None:
+    """Re-arms faulthandler's watchdog, a thread of its own that fires only if this stops."""
+    # The process's own standard error: the worker's `sys.stderr` is a logging proxy without a
+    # file descriptor, which faulthandler needs.
+    if sys.__stderr__ is not None:
+        faulthandler.dump_traceback_later(LOOP_STUCK_SECONDS, file=sys.__stderr__)

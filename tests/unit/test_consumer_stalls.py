@@ -12,6 +12,7 @@ from app import consumer_gaps
 
 USERS = TP("kairos.users", 3)
 CHANGELOG = TP("kairos-profiles-changelog", 3)
+OTHER = TP("kairos.users", 5)
 
 
 class Flag:
@@ -39,34 +40,64 @@ def consumer(ends: dict[TP, int], **state: Any) -> Any:
         _paused_partitions=set(state.get("paused", ())),
         _buffered_partitions=set(),
     )
-    consumer_gaps.next_offsets(fake).update({USERS: 20, CHANGELOG: 5})
-    fake._kairos_last_delivery = time.monotonic() - state.get("idle", 60.0)
+    consumer_gaps.next_offsets(fake).update({USERS: 20, CHANGELOG: 5, OTHER: 7})
     return fake
 
 
-def test_records_waiting_and_nothing_delivered_for_a_while_is_a_stall() -> None:
-    report = consumer_gaps.stall_report(consumer({USERS: 25, CHANGELOG: 9}, paused={USERS}))
-    assert report is not None
-    assert "1 partitions have records waiting" in report  # the changelog is not a stream topic
-    assert "kairos.users[3] next 20 end 25 paused inactive" not in report
-    assert "kairos.users[3] next 20 end 25 paused" in report
+def stalled_after(fake: Any, seconds: float) -> dict[TP, tuple[int, int, float]]:
+    """The stalled partitions seen `seconds` after a first look."""
+    start = time.monotonic()
+    consumer_gaps.stalled_partitions(fake, now=start)
+    return consumer_gaps.stalled_partitions(fake, now=start + seconds)
+
+
+def test_a_partition_whose_records_wait_and_do_not_move_is_stalled() -> None:
+    fake = consumer({USERS: 25, CHANGELOG: 9, OTHER: 7})
+    stalled = stalled_after(fake, consumer_gaps.STALL_SECONDS + 1)
+    # The changelog is not a stream topic; OTHER has nothing waiting (it delivers its ticks).
+    assert list(stalled) == [USERS]
+    assert stalled[USERS][:2] == (20, 25)
+    assert stalled_after(consumer({USERS: 25}), consumer_gaps.STALL_SECONDS - 1) == {}
+
+
+def test_a_partition_that_moved_on_is_not_stalled() -> None:
+    fake = consumer({USERS: 25})
+    start = time.monotonic()
+    consumer_gaps.stalled_partitions(fake, now=start)
+    consumer_gaps.next_offsets(fake)[USERS] = 21  # a record was delivered
+    assert consumer_gaps.stalled_partitions(fake, now=start + consumer_gaps.STALL_SECONDS) == {}
+
+
+def test_a_rebalance_starts_the_count_again() -> None:
+    fake = consumer({USERS: 25})
+    start = time.monotonic()
+    consumer_gaps.stalled_partitions(fake, now=start)
+    fake.app.rebalancing = True
+    assert consumer_gaps.stalled_partitions(fake, now=start + 10) == {}
+    fake.app.rebalancing = False
+    assert consumer_gaps.stalled_partitions(fake, now=start + 20) == {}
+    assert USERS in consumer_gaps.stalled_partitions(fake, now=start + 40)
+
+
+def test_the_report_gives_each_stalled_partition_and_the_flow_state() -> None:
+    fake = consumer({USERS: 25}, paused={USERS})
+    report = consumer_gaps.stall_report(fake, {USERS: (20, 25, 16.0)})
+    assert "kairos.users[3] next 20 end 25 for 16 s paused" in report
+    assert "inactive" not in report
     assert "flow_active=True" in report
+    out = consumer_gaps.stall_report(consumer({USERS: 25}, active=()), {USERS: (20, 25, 16.0)})
+    assert "kairos.users[3] next 20 end 25 for 16 s inactive" in out
 
 
-def test_a_partition_out_of_the_active_set_says_so() -> None:
-    report = consumer_gaps.stall_report(consumer({USERS: 25}, active=()))
-    assert report is not None and "kairos.users[3] next 20 end 25 inactive" in report
-
-
-def test_no_stall_when_a_record_came_lately_nothing_waits_or_a_rebalance_is_on() -> None:
-    assert consumer_gaps.stall_report(consumer({USERS: 25}, idle=1.0)) is None
-    assert consumer_gaps.stall_report(consumer({USERS: 20})) is None
-    assert consumer_gaps.stall_report(consumer({USERS: 25}, rebalancing=True)) is None
-
-
-def test_a_stall_is_reported_once_until_a_record_is_delivered_again() -> None:
-    stalled = consumer({USERS: 25})
-    assert consumer_gaps.new_stall(stalled) is not None
-    assert consumer_gaps.new_stall(stalled) is None
-    stalled._kairos_last_delivery -= 1.0  # delivered since, then stalled again
-    assert consumer_gaps.new_stall(stalled) is not None
+def test_a_stall_is_reported_once_until_the_partition_moves_on() -> None:
+    fake = consumer({USERS: 25})
+    consumer_gaps.stalled_partitions(fake, now=time.monotonic() - consumer_gaps.STALL_SECONDS - 1)
+    first = consumer_gaps.new_stall(fake)
+    assert first is not None and "kairos.users[3] next 20" in first
+    # A fake consumer has no Kafka client thread: the report says so instead of failing.
+    assert "consumer thread state unreadable" in first
+    assert consumer_gaps.new_stall(fake) is None
+    consumer_gaps.next_offsets(fake)[USERS] = 22  # moved on, then stuck again
+    consumer_gaps.stalled_partitions(fake, now=time.monotonic() - consumer_gaps.STALL_SECONDS - 1)
+    again = consumer_gaps.new_stall(fake)
+    assert again is not None and "kairos.users[3] next 22" in again

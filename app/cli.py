@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -33,6 +34,7 @@ def _worker(args: argparse.Namespace) -> int:
     from app.topics import all_topics
 
     settings = get_settings()
+    _check_port_free(settings.web_host, settings.web_port)
     if args.create_topics:
         ensure_topics(settings.broker_url, all_topics(settings))
     from faust.worker import Worker
@@ -65,6 +67,23 @@ def _broker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Stop with a clear message when the HTTP port is taken: otherwise the worker dies on it
+    with a traceback, and `kairos dev` would even take the other process's /health for its own."""
+    from app.settings import SettingsError
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        # As aiohttp binds: a port left in TIME_WAIT by a stopped worker is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise SettingsError(
+                f"KAIROS_WEB_PORT: port {port} on {host} is taken ({exc.strerror}); "
+                "stop what holds it (another kairos dev or worker?) or choose another port"
+            ) from None
+
+
 def _wait_ready(url: str, worker: subprocess.Popen[bytes], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and worker.poll() is None:
@@ -89,7 +108,9 @@ def _dev(args: argparse.Namespace) -> int:
     env.setdefault("KAIROS_ADMIN_TOKEN", DEV_ADMIN_TOKEN)
     env.setdefault("KAIROS_DATA_DIR", ".kairos/dev")
     env.setdefault("KAIROS_LOG_LEVEL", "warn")  # Faust's INFO lines would bury the useful output
-    read_settings(_settings_from(env))  # invalid settings stop it before anything starts
+    # Invalid settings, or a port already taken, stop it before anything starts.
+    checked = read_settings(_settings_from(env))
+    _check_port_free(checked.web_host, checked.web_port)
     broker: EmbeddedBroker | None = None
     if not env.get("KAIROS_BROKER"):
         Path(".kairos").mkdir(exist_ok=True)

@@ -4,12 +4,14 @@ its variable, invalid rules name file, rule and field (docs/configuration.md).""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from app.broker import free_port
 from app.settings import SettingsError, read_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def kairos(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("KAIROS_")}
+    # Not the default port: a `make run` may hold it while the suite runs.
+    environment["KAIROS_WEB_PORT"] = str(free_port())
     return subprocess.run(
         [sys.executable, "-m", "app.cli", *args],
         cwd=ROOT,
@@ -59,3 +63,20 @@ def test_a_worker_with_invalid_rules_stops_naming_file_rule_and_field(tmp_path: 
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert f"{tmp_path / 'cart.yaml'}: rule cart_reminder: if.count.within:" in done.stderr
+
+
+@pytest.mark.parametrize("command", ["dev", "worker"])
+def test_a_taken_http_port_is_said_before_anything_starts(command: str, tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        done = kairos(
+            *([command, "--no-create-topics"] if command == "worker" else [command]),
+            KAIROS_WEB_PORT=str(port),
+            KAIROS_BROKER="kafka://127.0.0.1:1",
+            KAIROS_DATA_DIR=str(tmp_path / "data"),
+        )
+    assert done.returncode == 1, done.stderr
+    assert f"KAIROS_WEB_PORT: port {port} on 127.0.0.1 is taken" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -276,22 +276,31 @@ async def _drain_messages(self: Any, fetcher: ServiceT) -> None:  # pragma: no c
 STALL_SECONDS = 15.0
 
 
-def waiting_records(consumer: Any) -> dict[TP, tuple[int, int]]:
-    """Stream partitions with records fetched-able beyond the next due offset: (next, end)."""
+def stream_partitions(consumer: Any) -> list[TP]:
+    """The assigned partitions of stream topics (those whose records are acknowledged)."""
+    try:
+        assigned = consumer.assignment()
+    except Exception:  # the consumer is not started, or stopping
+        return []
+    return sorted(tp for tp in assigned if consumer.app.topics.acks_enabled_for(tp.topic))
+
+
+def waiting_records(consumer: Any, ends: dict[TP, int]) -> dict[TP, tuple[int, int]]:
+    """Stream partitions with records beyond the next due offset, by the broker's end offsets
+    (`ends`): (next, end). A partition that has delivered nothing yet, with nothing committed,
+    is due from its first offset."""
+    due_offsets = next_offsets(consumer)
     waiting = {}
-    for tp, due in next_offsets(consumer).items():
-        if due is None or not consumer.app.topics.acks_enabled_for(tp.topic):
-            continue
-        try:
-            end = consumer.highwater(tp)
-        except Exception:  # not assigned any more
-            continue
+    for tp, end in ends.items():
+        due = due_offsets.get(tp) or 0
         if end is not None and end > due:
             waiting[tp] = (due, end)
     return waiting
 
 
-def stalled_partitions(consumer: Any, now: float | None = None) -> dict[TP, tuple[int, int, float]]:
+def stalled_partitions(
+    consumer: Any, ends: dict[TP, int], now: float | None = None
+) -> dict[TP, tuple[int, int, float]]:
     """Stream partitions whose next offset has not moved for STALL_SECONDS while records wait
     beyond it: (next, end, seconds). Per partition: the others' records (the timer ticks every
     worker sends itself) keep coming while one partition is stuck."""
@@ -300,7 +309,7 @@ def stalled_partitions(consumer: Any, now: float | None = None) -> dict[TP, tupl
         progress.clear()  # positions move at the end of a rebalance: count from there
         return {}
     now = time.monotonic() if now is None else now
-    waiting = waiting_records(consumer)
+    waiting = waiting_records(consumer, ends)
     for tp in [tp for tp in progress if tp not in waiting]:
         del progress[tp]
     stalled = {}
@@ -385,10 +394,12 @@ def thread_report(consumer: Any, tps: Iterable[TP]) -> str:
     return "\n".join(lines)
 
 
-def new_stall(consumer: Any) -> str | None:
-    """The report of partitions newly stalled (None when none is): a partition is reported once
-    per stall, again only once it has moved on and stalled anew."""
-    stalled = stalled_partitions(consumer)
+def new_stall(consumer: Any, ends: dict[TP, int]) -> str | None:
+    """The report of partitions newly stalled (None when none is), given the broker's end offsets
+    of the stream partitions: a partition is reported once per stall, again only once it has moved
+    on and stalled anew."""
+    consumer._kairos_unanswered = False  # it answered
+    stalled = stalled_partitions(consumer, ends)
     reported = consumer.__dict__.setdefault("_kairos_stalls_reported", {})  # tp -> next offset
     for tp in [tp for tp in reported if tp not in stalled]:
         del reported[tp]
@@ -397,6 +408,22 @@ def new_stall(consumer: Any) -> str | None:
         return None
     reported.update({tp: found[0] for tp, found in new.items()})
     return f"{stall_report(consumer, new)}\n{thread_report(consumer, new)}"
+
+
+#: How long the stall report waits for the broker's end offsets before it reports the client
+#: thread itself as not answering.
+END_OFFSETS_SECONDS = 10.0
+
+
+def unanswered(consumer: Any, partitions: list[TP], exc: BaseException) -> str | None:
+    """The report of a Kafka client thread that did not give the end offsets (once per stall)."""
+    if consumer.__dict__.get("_kairos_unanswered"):
+        return None
+    consumer._kairos_unanswered = True
+    return (
+        f"the Kafka client thread gave no end offsets within {END_OFFSETS_SECONDS:g} s "
+        f"({exc!r})\n{thread_report(consumer, partitions)}"
+    )
 
 
 def _drain_task_state(fetcher: Any) -> str:

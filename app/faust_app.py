@@ -6,6 +6,7 @@ register themselves on it.
 
 from __future__ import annotations
 
+import asyncio
 import faulthandler
 import logging
 import sys
@@ -14,7 +15,14 @@ import faust
 
 from app import topics
 from app.broker import bootstrap_of
-from app.consumer_gaps import deliver_in_order, new_stall, watch_gaps
+from app.consumer_gaps import (
+    END_OFFSETS_SECONDS,
+    deliver_in_order,
+    new_stall,
+    stream_partitions,
+    unanswered,
+    watch_gaps,
+)
 from app.fetch_wait import limit_fetch_wait
 from app.metrics import CONSUMER_STALLS
 from app.rule_files import load_rulebook
@@ -91,11 +99,22 @@ LOOP_STUCK_SECONDS = 30
 @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
 async def report_stalls() -> None:
     """A worker whose consumer delivers nothing while records wait says so (docs/guarantees.md)."""
-    try:
-        report = new_stall(app.consumer)
-    except Exception:  # a crash here would stop the whole app: a report is not worth that
-        log.exception("the stall report failed")
+    consumer = app.consumer
+    partitions = stream_partitions(consumer)
+    if not partitions:
         return
+    try:
+        # The broker's end offsets: the client's cached ones stop moving with a partition that
+        # is not fetched any more.
+        ends = await asyncio.wait_for(consumer.highwaters(*partitions), END_OFFSETS_SECONDS)
+    except Exception as exc:  # the client thread does not answer: that is a stall of its own
+        report = unanswered(consumer, partitions, exc)
+    else:
+        try:
+            report = new_stall(consumer, dict(ends))
+        except Exception:  # a crash here would stop the whole app: a report is not worth that
+            log.exception("the stall report failed")
+            return
     if report is not None:
         CONSUMER_STALLS.inc()
         log.warning("consumer stalled: %s", report)

@@ -13,6 +13,7 @@ from app import consumer_gaps
 USERS = TP("kairos.users", 3)
 CHANGELOG = TP("kairos-profiles-changelog", 3)
 OTHER = TP("kairos.users", 5)
+NEVER = TP("kairos.events", 1)
 
 
 class Flag:
@@ -32,7 +33,7 @@ def consumer(ends: dict[TP, int], **state: Any) -> Any:
     )
     fake = SimpleNamespace(
         app=app,
-        highwater=ends.__getitem__,
+        ends=ends,
         flow_active=state.get("flow_active", True),
         can_resume_flow=Flag(True),
         suspend_flow=Flag(False),
@@ -44,17 +45,26 @@ def consumer(ends: dict[TP, int], **state: Any) -> Any:
     return fake
 
 
+def ends_of(fake: Any) -> dict[TP, int]:
+    """The broker's end offsets of the stream partitions, as the timer asks them."""
+    return {tp: end for tp, end in fake.ends.items() if not tp.topic.endswith("changelog")}
+
+
+def look(fake: Any, now: float) -> dict[TP, tuple[int, int, float]]:
+    return consumer_gaps.stalled_partitions(fake, ends_of(fake), now=now)
+
+
 def stalled_after(fake: Any, seconds: float) -> dict[TP, tuple[int, int, float]]:
     """The stalled partitions seen `seconds` after a first look."""
     start = time.monotonic()
-    consumer_gaps.stalled_partitions(fake, now=start)
-    return consumer_gaps.stalled_partitions(fake, now=start + seconds)
+    look(fake, start)
+    return look(fake, start + seconds)
 
 
 def test_a_partition_whose_records_wait_and_do_not_move_is_stalled() -> None:
-    fake = consumer({USERS: 25, CHANGELOG: 9, OTHER: 7})
+    fake = consumer({USERS: 25, OTHER: 7})
     stalled = stalled_after(fake, consumer_gaps.STALL_SECONDS + 1)
-    # The changelog is not a stream topic; OTHER has nothing waiting (it delivers its ticks).
+    # OTHER has nothing waiting (it delivers its ticks).
     assert list(stalled) == [USERS]
     assert stalled[USERS][:2] == (20, 25)
     assert stalled_after(consumer({USERS: 25}), consumer_gaps.STALL_SECONDS - 1) == {}
@@ -63,20 +73,20 @@ def test_a_partition_whose_records_wait_and_do_not_move_is_stalled() -> None:
 def test_a_partition_that_moved_on_is_not_stalled() -> None:
     fake = consumer({USERS: 25})
     start = time.monotonic()
-    consumer_gaps.stalled_partitions(fake, now=start)
+    look(fake, start)
     consumer_gaps.next_offsets(fake)[USERS] = 21  # a record was delivered
-    assert consumer_gaps.stalled_partitions(fake, now=start + consumer_gaps.STALL_SECONDS) == {}
+    assert look(fake, start + consumer_gaps.STALL_SECONDS) == {}
 
 
 def test_a_rebalance_starts_the_count_again() -> None:
     fake = consumer({USERS: 25})
     start = time.monotonic()
-    consumer_gaps.stalled_partitions(fake, now=start)
+    look(fake, start)
     fake.app.rebalancing = True
-    assert consumer_gaps.stalled_partitions(fake, now=start + 10) == {}
+    assert look(fake, start + 10) == {}
     fake.app.rebalancing = False
-    assert consumer_gaps.stalled_partitions(fake, now=start + 20) == {}
-    assert USERS in consumer_gaps.stalled_partitions(fake, now=start + 40)
+    assert look(fake, start + 20) == {}
+    assert USERS in look(fake, start + 40)
 
 
 def test_the_report_gives_each_stalled_partition_and_the_flow_state() -> None:
@@ -91,13 +101,29 @@ def test_the_report_gives_each_stalled_partition_and_the_flow_state() -> None:
 
 def test_a_stall_is_reported_once_until_the_partition_moves_on() -> None:
     fake = consumer({USERS: 25})
-    consumer_gaps.stalled_partitions(fake, now=time.monotonic() - consumer_gaps.STALL_SECONDS - 1)
-    first = consumer_gaps.new_stall(fake)
+    look(fake, time.monotonic() - consumer_gaps.STALL_SECONDS - 1)
+    first = consumer_gaps.new_stall(fake, ends_of(fake))
     assert first is not None and "kairos.users[3] next 20" in first
     # A fake consumer has no Kafka client thread: the report says so instead of failing.
     assert "consumer thread state unreadable" in first
-    assert consumer_gaps.new_stall(fake) is None
+    assert consumer_gaps.new_stall(fake, ends_of(fake)) is None
     consumer_gaps.next_offsets(fake)[USERS] = 22  # moved on, then stuck again
-    consumer_gaps.stalled_partitions(fake, now=time.monotonic() - consumer_gaps.STALL_SECONDS - 1)
-    again = consumer_gaps.new_stall(fake)
+    look(fake, time.monotonic() - consumer_gaps.STALL_SECONDS - 1)
+    again = consumer_gaps.new_stall(fake, ends_of(fake))
     assert again is not None and "kairos.users[3] next 22" in again
+
+
+def test_a_partition_that_never_delivered_waits_from_its_first_offset() -> None:
+    fake = consumer({NEVER: 4})
+    assert consumer_gaps.next_offsets(fake).get(NEVER) is None  # nothing delivered or committed
+    assert stalled_after(fake, consumer_gaps.STALL_SECONDS + 1)[NEVER][:2] == (0, 4)
+    assert stalled_after(consumer({NEVER: 0}), consumer_gaps.STALL_SECONDS + 1) == {}
+
+
+def test_a_client_thread_that_does_not_answer_is_reported_once_until_it_answers() -> None:
+    fake = consumer({USERS: 20})
+    first = consumer_gaps.unanswered(fake, [USERS], TimeoutError())
+    assert first is not None and "gave no end offsets" in first
+    assert consumer_gaps.unanswered(fake, [USERS], TimeoutError()) is None
+    assert consumer_gaps.new_stall(fake, ends_of(fake)) is None  # it answered: nothing waits
+    assert consumer_gaps.unanswered(fake, [USERS], TimeoutError()) is not None

@@ -115,6 +115,7 @@ def deliver_in_order() -> None:
             await perform_seek(self)
             # Faust has set each partition's read offset to its committed offset (or None).
             next_offsets(self).update(self._read_offset)
+            await _seek_uncommitted(self)
         finally:
             _move_position(self)
 
@@ -123,6 +124,33 @@ def deliver_in_order() -> None:
     setattr(Consumer, "perform_seek", seeking_to_committed)  # noqa: B010
     setattr(Consumer, "_drain_messages", _drain_messages)  # noqa: B010
     setattr(Consumer, "_kairos_delivers_in_order", True)  # noqa: B010
+
+
+async def _seek_uncommitted(consumer: Any) -> None:
+    """Move stream partitions with no committed offset back to their first offset.
+
+    aiokafka's `seek_to_committed` seeks only to a committed offset above 0: any other partition
+    stays where its fetches left it. Records fetched there and then dropped, as Faust drops a
+    fetched batch when a rebalance stops the flow, were then never delivered: a restarted worker
+    of the crash test left whole partitions unread. Such a partition starts again from its first
+    offset, as `auto_offset_reset=earliest` means; what was applied already is dropped by the
+    user's applied offset.
+    """
+    tps = [
+        tp
+        for tp in consumer.assignment()
+        if consumer.app.topics.acks_enabled_for(tp.topic) and not consumer._read_offset.get(tp)
+    ]
+    if not tps:
+        return
+    try:
+        earliest = await consumer.earliest_offsets(*tps)
+        offsets = {tp: earliest.get(tp) or 0 for tp in tps}
+        await consumer.seek_wait(offsets)
+    except Exception as exc:  # a rebalance again: its own seek comes next; else the stall check
+        log.warning("no seek of partitions with nothing committed (%r)", exc)
+        return
+    next_offsets(consumer).update(offsets)
 
 
 async def _refetch(consumer: Any, tp: TP, missing: int, found: int) -> bool:
@@ -322,6 +350,19 @@ def stalled_partitions(
     return stalled
 
 
+async def resume_stalled(consumer: Any, stalled: dict[TP, tuple[int, int, float]]) -> None:
+    """Fetch each stalled partition again from its next offset.
+
+    Safe whatever stalled it: every record before the next offset was delivered, and one
+    delivered again is dropped as read already. The stall check counts from here again.
+    """
+    progress = consumer.__dict__.setdefault("_kairos_progress", {})
+    for tp, (due, _, _) in stalled.items():
+        log.warning("%s[%d]: fetching again from %d, its next offset", tp.topic, tp.partition, due)
+        await _seek_back(consumer, tp, due)
+        progress.pop(tp, None)
+
+
 def stall_report(consumer: Any, stalled: dict[TP, tuple[int, int, float]]) -> str:
     """What the consumer's flow looks like, for stalled partitions."""
     active = consumer._active_partitions or set()
@@ -394,12 +435,9 @@ def thread_report(consumer: Any, tps: Iterable[TP]) -> str:
     return "\n".join(lines)
 
 
-def new_stall(consumer: Any, ends: dict[TP, int]) -> str | None:
-    """The report of partitions newly stalled (None when none is), given the broker's end offsets
-    of the stream partitions: a partition is reported once per stall, again only once it has moved
-    on and stalled anew."""
-    consumer._kairos_unanswered = False  # it answered
-    stalled = stalled_partitions(consumer, ends)
+def new_stall(consumer: Any, stalled: dict[TP, tuple[int, int, float]]) -> str | None:
+    """The report of partitions newly among the `stalled` (None when none is): a partition is
+    reported once per stall, again only once it has moved on and stalled anew."""
     reported = consumer.__dict__.setdefault("_kairos_stalls_reported", {})  # tp -> next offset
     for tp in [tp for tp in reported if tp not in stalled]:
         del reported[tp]
@@ -418,12 +456,17 @@ END_OFFSETS_SECONDS = 10.0
 def unanswered(consumer: Any, partitions: list[TP], exc: BaseException) -> str | None:
     """The report of a Kafka client thread that did not give the end offsets (once per stall)."""
     if consumer.__dict__.get("_kairos_unanswered"):
-        return None
+        return None  # reported already; `answered` says when it answers again
     consumer._kairos_unanswered = True
     return (
         f"the Kafka client thread gave no end offsets within {END_OFFSETS_SECONDS:g} s "
         f"({exc!r})\n{thread_report(consumer, partitions)}"
     )
+
+
+def answered(consumer: Any) -> None:
+    """The client thread gave the end offsets: a later silence is a new stall."""
+    consumer._kairos_unanswered = False
 
 
 def _drain_task_state(fetcher: Any) -> str:

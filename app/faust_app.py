@@ -17,8 +17,11 @@ from app import topics
 from app.broker import bootstrap_of
 from app.consumer_gaps import (
     END_OFFSETS_SECONDS,
+    answered,
     deliver_in_order,
     new_stall,
+    resume_stalled,
+    stalled_partitions,
     stream_partitions,
     unanswered,
     watch_gaps,
@@ -109,15 +112,21 @@ async def report_stalls() -> None:
         ends = await asyncio.wait_for(consumer.highwaters(*partitions), END_OFFSETS_SECONDS)
     except Exception as exc:  # the client thread does not answer: that is a stall of its own
         report = unanswered(consumer, partitions, exc)
-    else:
-        try:
-            report = new_stall(consumer, dict(ends))
-        except Exception:  # a crash here would stop the whole app: a report is not worth that
-            log.exception("the stall report failed")
-            return
+        if report is not None:
+            CONSUMER_STALLS.inc()
+            log.warning("consumer stalled: %s", report)
+        return
+    answered(consumer)
+    try:
+        stalled = stalled_partitions(consumer, dict(ends))
+        report = new_stall(consumer, stalled)
+    except Exception:  # a crash here would stop the whole app: a report is not worth that
+        log.exception("the stall report failed")
+        return
     if report is not None:
         CONSUMER_STALLS.inc()
         log.warning("consumer stalled: %s", report)
+    await resume_stalled(consumer, stalled)
 
 
 @app.timer(interval=1.0)  # type: ignore[untyped-decorator]

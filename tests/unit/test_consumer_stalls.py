@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -102,14 +103,14 @@ def test_the_report_gives_each_stalled_partition_and_the_flow_state() -> None:
 def test_a_stall_is_reported_once_until_the_partition_moves_on() -> None:
     fake = consumer({USERS: 25})
     look(fake, time.monotonic() - consumer_gaps.STALL_SECONDS - 1)
-    first = consumer_gaps.new_stall(fake, ends_of(fake))
+    first = consumer_gaps.new_stall(fake, look(fake, time.monotonic()))
     assert first is not None and "kairos.users[3] next 20" in first
     # A fake consumer has no Kafka client thread: the report says so instead of failing.
     assert "consumer thread state unreadable" in first
-    assert consumer_gaps.new_stall(fake, ends_of(fake)) is None
+    assert consumer_gaps.new_stall(fake, look(fake, time.monotonic())) is None
     consumer_gaps.next_offsets(fake)[USERS] = 22  # moved on, then stuck again
     look(fake, time.monotonic() - consumer_gaps.STALL_SECONDS - 1)
-    again = consumer_gaps.new_stall(fake, ends_of(fake))
+    again = consumer_gaps.new_stall(fake, look(fake, time.monotonic()))
     assert again is not None and "kairos.users[3] next 22" in again
 
 
@@ -125,5 +126,42 @@ def test_a_client_thread_that_does_not_answer_is_reported_once_until_it_answers(
     first = consumer_gaps.unanswered(fake, [USERS], TimeoutError())
     assert first is not None and "gave no end offsets" in first
     assert consumer_gaps.unanswered(fake, [USERS], TimeoutError()) is None
-    assert consumer_gaps.new_stall(fake, ends_of(fake)) is None  # it answered: nothing waits
+    consumer_gaps.answered(fake)
     assert consumer_gaps.unanswered(fake, [USERS], TimeoutError()) is not None
+
+
+class Seeks:
+    """The consumer's seeks, as the Kafka client thread would be asked for them."""
+
+    def __init__(self, earliest: dict[TP, int]) -> None:
+        self.earliest = earliest
+        self.done: list[dict[TP, int]] = []
+
+    async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+        return {tp: self.earliest[tp] for tp in tps}
+
+    async def seek_wait(self, offsets: dict[TP, int]) -> None:
+        self.done.append(dict(offsets))
+
+
+def test_partitions_with_nothing_committed_start_again_from_their_first_offset() -> None:
+    """aiokafka seeks only to committed offsets above 0: the others kept a position past
+    records fetched and dropped at a rebalance, and those were never delivered."""
+    fake = consumer({USERS: 25, NEVER: 4})
+    seeks = Seeks({NEVER: 2, CHANGELOG: 0})
+    fake.assignment = lambda: {USERS, NEVER, CHANGELOG}
+    fake._read_offset = {USERS: 20, NEVER: None, CHANGELOG: None}
+    fake.earliest_offsets, fake.seek_wait = seeks.earliest_offsets, seeks.seek_wait
+    asyncio.run(consumer_gaps._seek_uncommitted(fake))
+    assert seeks.done == [{NEVER: 2}]  # not the committed one, nor a changelog
+    assert consumer_gaps.next_offsets(fake)[NEVER] == 2
+
+
+def test_a_stalled_partition_is_fetched_again_from_its_next_offset() -> None:
+    fake = consumer({USERS: 25, NEVER: 4})
+    seeks = Seeks({})
+    fake.seek_wait = seeks.seek_wait
+    stalled = stalled_after(fake, consumer_gaps.STALL_SECONDS + 1)
+    asyncio.run(consumer_gaps.resume_stalled(fake, stalled))
+    assert sorted(seeks.done, key=str) == sorted([{USERS: 20}, {NEVER: 0}], key=str)
+    assert look(fake, time.monotonic()) == {}  # counted from the seek again

@@ -85,6 +85,9 @@ class EmbeddedBroker:
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
+            # Its own session: a Ctrl-C in the terminal goes to the whole foreground group, and
+            # the broker must outlive the worker's stop, which still commits and flushes to it.
+            start_new_session=True,
             stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},

@@ -57,6 +57,9 @@ def _broker(args: argparse.Namespace) -> int:
     from app.settings import get_settings
     from app.topics import all_topics
 
+    # As `kairos dev`: Ctrl-C works even when a shell started it in the background.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     with EmbeddedBroker(port=args.port) as broker:
         ensure_topics(broker.url, all_topics(get_settings()))
         print(f"embedded broker on {broker.bootstrap} (KAIROS_BROKER={broker.url})", flush=True)
@@ -119,7 +122,7 @@ def _dev(args: argparse.Namespace) -> int:
         env["KAIROS_BROKER_KIND"] = "tansu"
         # The embedded broker starts empty, so state kept from an earlier run would not match it.
         shutil.rmtree(env["KAIROS_DATA_DIR"], ignore_errors=True)
-        print(f"embedded broker on {broker.bootstrap}", flush=True)
+        print(f"embedded broker on {broker.bootstrap} (KAIROS_BROKER={broker.url})", flush=True)
     settings = read_settings(_settings_from(env))
     ensure_topics(settings.broker_url, all_topics(settings))
     worker = subprocess.Popen(
@@ -422,6 +425,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # file, rule and field.
         print(f"kairos: cannot start:\n{exc}", file=sys.stderr)
         return 1
+    except FileNotFoundError as exc:  # a file named on the command line
+        print(f"kairos: no such file: {exc.filename}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader went away (`kairos triggers | head`): stop quietly, as Unix tools do. The
+        # flush at exit would raise again: stdout goes to /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

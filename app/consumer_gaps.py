@@ -136,11 +136,7 @@ async def _seek_uncommitted(consumer: Any) -> None:
     offset, as `auto_offset_reset=earliest` means; what was applied already is dropped by the
     user's applied offset.
     """
-    tps = [
-        tp
-        for tp in consumer.assignment()
-        if consumer.app.topics.acks_enabled_for(tp.topic) and not consumer._read_offset.get(tp)
-    ]
+    tps = [tp for tp in stream_partitions(consumer) if not consumer._read_offset.get(tp)]
     if not tps:
         return
     try:

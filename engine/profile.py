@@ -72,6 +72,8 @@ class UserState(TypedDict, total=False):
     fired: dict[str, int]  # rule id → when it last triggered (cooldowns)
     sent: dict[str, list[int]]  # channel → when triggers were sent (channel caps)
     timers: dict[str, Any]  # timer id → engine.timers.Timer
+    cancels: dict[str, list[Any]]  # absence rule id → its recent `unless` events (engine.timers)
+    score_cause: list[Any]  # [event time, record id, entry] of the last record score timers saw
     # Set by the live agent, not the core: [offset, index] on `kairos.users` of the last record
     # applied, so that records Faust replays after a crash or rebalance are applied once.
     applied: list[int]

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import orjson
+
 from engine import score
 from engine.clock import iso, parse_duration_ms
 from engine.conditions import Context, evaluate
@@ -37,12 +39,14 @@ from engine.timers import (
     Timer,
     TimerChanges,
     absence_id,
+    cancelled_earlier,
     crossing_ms,
     drop,
     due_timers,
     inactive_id,
     indexed_at,
     kept_properties,
+    note_cancel,
     put,
     reached,
     reindex,
@@ -396,7 +400,7 @@ def process(state: UserState | None, record: UserRecord, book: RuleBook) -> Outc
         return outcome
     state = applied.state
     if record["kind"] == "absorb":
-        _absorb_timers(state, record["state"].get("timers", {}), book, outcome)
+        _absorb_timers(state, record, book, outcome)
         return outcome
     entry, behavioural = entry_name(record)
     if entry is None:
@@ -431,11 +435,13 @@ def process(state: UserState | None, record: UserRecord, book: RuleBook) -> Outc
     return outcome
 
 
-def _absorb_timers(
-    state: UserState, timers: dict[str, Timer], book: RuleBook, outcome: Outcome
-) -> None:
+def _absorb_timers(state: UserState, record: Any, book: RuleBook, outcome: Outcome) -> None:
     """Take over a merged visitor's timers: of two of the same id, the later-armed one wins (the
-    person's latest activity counts); score timers are recomputed from the merged score."""
+    person's latest activity counts); an absence timer either side's cancelling event cancels is
+    dropped (the user may have got the checkout before the visitor's cart); score timers are
+    recomputed from the merged score."""
+    absorbed: UserState = record["state"]
+    timers: dict[str, Timer] = absorbed.get("timers", {})
     mine = state.get("timers", {})
     for timer_id, timer in timers.items():
         if timer["kind"] == "score":
@@ -443,11 +449,23 @@ def _absorb_timers(
         current = mine.get(timer_id)
         if current is None or timer["armed"] > current["armed"]:
             put(state, timer_id, timer, outcome.timers)
+    for rule_id, seen in absorbed.get("cancels", {}).items():
+        item = book.enabled.get(rule_id)
+        if item is not None and item.delay_ms is not None:
+            for at, match in seen:
+                note_cancel(state, rule_id, orjson.loads(match), at, item.delay_ms)
+    for timer_id, timer in list(state.get("timers", {}).items()):
+        if timer["kind"] == "absence" and cancelled_earlier(state, timer):
+            drop(state, timer_id, outcome.timers)
+            outcome.cancelled += 1
     half_life = book.score_half_life_ms
     merged = state.get("score")
     if half_life is None or not merged:
         return
     as_of = int(merged[1])
+    causes = [c for c in (state.get("score_cause"), absorbed.get("score_cause")) if c]
+    cause = max(causes, key=lambda c: c[0]) if causes else [as_of, record["id"], MERGE_ENTRY]
+    state["score_cause"] = cause
     for item in book.score_rules:
         when = item.rule.when
         assert isinstance(when, ScoreEntry)
@@ -458,6 +476,19 @@ def _absorb_timers(
             drop(state, timer_id, outcome.timers)
         elif armed is not None:
             put(state, timer_id, {**armed, "due": crossing}, outcome.timers)
+        else:  # neither score was above the threshold, the two together are
+            at, cause_id, cause_event = cause
+            new: Timer = {
+                "rule": item.rule.id,
+                "kind": "score",
+                "due": crossing,
+                "armed": at,
+                "cause": cause_id,
+                "cause_event": cause_event,
+                "match": {},
+                "props": {},
+            }
+            put(state, timer_id, new, outcome.timers)
 
 
 def fire_due(state: UserState, now_ms: int, book: RuleBook) -> Outcome:
@@ -526,6 +557,21 @@ def _timer_line(rule: Rule, timer: Timer, book: RuleBook) -> str:
     return f"timer {timer['kind']} due {due}"
 
 
+#: The entry name of a timer armed by a profile merge (as a user's `pending_timers` shows it).
+MERGE_ENTRY = "Profile Merged"
+
+
+def _armed_later(state: UserState, timer: Timer, now: int) -> bool:
+    """Whether the user's timer of that id was armed by a later event than the one at `now`."""
+    timer_id = (
+        absence_id(timer["rule"], timer["match"])
+        if timer["kind"] == "absence"
+        else inactive_id(timer["rule"])
+    )
+    current = state.get("timers", {}).get(timer_id)
+    return current is not None and current["armed"] > now
+
+
 def _maintain_timers(
     outcome: Outcome,
     state: UserState,
@@ -560,6 +606,8 @@ def _maintain_timers(
         assert unless is not None and item.unless_where is not None
         if item.unless_where(props):
             match = {name: lookup_value(props, name) for name in unless.match}
+            assert item.delay_ms is not None
+            note_cancel(state, item.rule.id, match, now, item.delay_ms)
             if drop(state, absence_id(item.rule.id, match), outcome.timers) is not None:
                 outcome.cancelled += 1
     for item in book.absence_when.get(entry, ()):
@@ -567,27 +615,27 @@ def _maintain_timers(
         assert rule.unless is not None and item.delay_ms is not None
         if item.where(props):
             match = {name: lookup_value(props, name) for name in rule.unless.match}
-            due = now + item.delay_ms
-            put(
-                state,
-                absence_id(rule.id, match),
-                timer(item, "absence", due, match),
-                outcome.timers,
-            )
+            armed = timer(item, "absence", now + item.delay_ms, match)
+            # Out of event-time order (another partition's records came first): a cancelling
+            # event already seen, or a timer armed by a later event, wins.
+            if not cancelled_earlier(state, armed) and not _armed_later(state, armed, now):
+                put(state, absence_id(rule.id, match), armed, outcome.timers)
     if behavioural:
         for item in book.inactive_by(entry):
             assert item.delay_ms is not None
             if item.where(props):
-                due = now + item.delay_ms
-                put(
-                    state,
-                    inactive_id(item.rule.id),
-                    timer(item, "inactive", due, {}),
-                    outcome.timers,
-                )
+                armed = timer(item, "inactive", now + item.delay_ms, {})
+                if not _armed_later(state, armed, now):
+                    put(state, inactive_id(item.rule.id), armed, outcome.timers)
     half_life = book.score_half_life_ms
     if half_life is None:
         return
+    if book.score_rules:
+        # What re-arms score timers last; a merge that first takes the score above a threshold
+        # names it, as the replay, which applies the visitor's history first, does.
+        cause = state.get("score_cause")
+        if cause is None or cause[0] <= now:
+            state["score_cause"] = [now, record["id"], entry]
     for item in book.score_rules:
         when = item.rule.when
         assert isinstance(when, ScoreEntry)

@@ -159,3 +159,34 @@ def due_timers(state: UserState, now_ms: int) -> list[tuple[str, Timer]]:
     timers: dict[str, Timer] = state.get("timers", {})  # type: ignore[assignment]
     due = [(t["due"], timer_id, t) for timer_id, t in timers.items() if t["due"] <= now_ms]
     return [(timer_id, t) for _, timer_id, t in sorted(due, key=lambda item: item[:2])]
+
+
+#: Cancelling events an absence rule remembers per user (within its `within`), newest kept.
+MAX_CANCELS = 20
+
+
+def note_cancel(
+    state: UserState, rule_id: str, match: dict[str, Any], at: int, within: int
+) -> None:
+    """Remember that an absence rule's `unless` event came at `at` (event time), for `within`.
+
+    Records of one person under two ids (a visitor's anonymousId, then a userId) travel through
+    different partitions, so the user can get a checkout before the visitor's cart timer it
+    cancels, which comes later with the visitor's history. Remembered, it still cancels it.
+    """
+    cancels = state.setdefault("cancels", {})
+    seen: list[list[Any]] = cancels.setdefault(rule_id, [])
+    seen.append([at, _match_text(match)])
+    latest = max(entry[0] for entry in seen)
+    seen[:] = sorted(entry for entry in seen if entry[0] >= latest - within)[-MAX_CANCELS:]
+
+
+def cancelled_earlier(state: UserState, timer: Timer) -> bool:
+    """Whether a remembered `unless` event, from the arming to the due time, cancels `timer`."""
+    seen = state.get("cancels", {}).get(timer["rule"], ())
+    text = _match_text(timer["match"])
+    return any(timer["armed"] <= at < timer["due"] and match == text for at, match in seen)
+
+
+def _match_text(match: dict[str, Any]) -> str:
+    return orjson.dumps(match, option=orjson.OPT_SORT_KEYS).decode()

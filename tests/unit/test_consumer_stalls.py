@@ -150,6 +150,7 @@ def test_partitions_with_nothing_committed_start_again_from_their_first_offset()
     fake = consumer({USERS: 25, NEVER: 4})
     seeks = Seeks({NEVER: 2, CHANGELOG: 0})
     fake.assignment = lambda: {USERS, NEVER, CHANGELOG}
+    fake.app.topics.acks_enabled_for = lambda topic: not topic.endswith("changelog")
     fake._read_offset = {USERS: 20, NEVER: None, CHANGELOG: None}
     fake.earliest_offsets, fake.seek_wait = seeks.earliest_offsets, seeks.seek_wait
     asyncio.run(consumer_gaps._seek_uncommitted(fake))

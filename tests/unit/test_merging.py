@@ -170,3 +170,59 @@ def test_the_live_order_with_a_hand_over_before_its_await_ends_as_the_replay() -
     assert live(hold=True) == expected
     # Applied on arrival, the absorb comes before the identify, which re-arms the timer.
     assert score_timer(live(hold=False))["armed_by"] == "Identify"
+
+
+def test_a_checkout_that_overtakes_the_visitors_cart_still_cancels_its_timer() -> None:
+    """A visitor adds to a cart, identifies, and checks out as the user. The checkout is keyed by
+    the userId, the rest by the anonymousId: through other partitions, it can reach the user
+    before the link and the visitor's history, which brings the cart timer."""
+    book = load_rulebook(EXAMPLES)
+    added = {
+        "type": "track",
+        "anonymousId": "a",
+        "event": "Product Added",
+        "messageId": "m1",
+        "properties": {"cart_id": "k"},
+    }
+    login = {"type": "identify", "anonymousId": "a", "userId": "u", "messageId": "m2"}
+    order = {
+        "type": "track",
+        "userId": "u",
+        "event": "Order Completed",
+        "messageId": "m3",
+        "properties": {"cart_id": "k"},
+    }
+    lines = [
+        orjson.dumps({**event, "timestamp": iso(T0 + 100 * n)})
+        for n, event in enumerate((added, login, order), start=1)
+    ]
+    now = T0 + MINUTE_MS
+    expected = profile_view(replay(lines, book).states["u"], now, book.score_half_life_ms)
+    assert {t["rule"] for t in expected["pending_timers"]} == {"inactive_24h", "reengage_low_score"}
+
+    anonymous = process(None, event_record(added, T0 + 100), book).state
+    linking = event_record(login, T0 + 200)
+    resolution = resolve(linking["event"], None)
+    assert resolution.merge_from == "anon:a"
+    merge = merge_record(resolution.merge_from, "u")
+    [hand_over] = process(anonymous, merge, book).applied.forward
+    linking["key"] = "u"
+    checkout = {**event_record(order, T0 + 300), "key": "u"}
+    state: UserState = {"key": "u", "events": 0, "traits": {}, "recent": [], "seen": []}
+    for arrival in [checkout, linking, merging.await_record("u", merge["id"]), hand_over]:
+        for ready in merging.arrive(state, arrival):
+            if ready["kind"] != "await":
+                outcome = process(state, ready, book)
+                assert outcome.triggers == []
+                state = outcome.state
+    # No cart timer (the checkout cancels it), and the score timer both scores together arm.
+    assert profile_view(state, now, book.score_half_life_ms) == expected
+
+
+def test_an_older_event_does_not_move_a_timer_a_later_one_armed() -> None:
+    book = load_rulebook(EXAMPLES)
+    viewed = {"type": "track", "userId": "u", "event": "Page Viewed", "properties": {}}
+    later = process(None, {**event_record({**viewed, "messageId": "b"}, T0 + MINUTE_MS)}, book)
+    state = process(later.state, event_record({**viewed, "messageId": "a"}, T0), book).state
+    [inactive] = [t for t in state["timers"].values() if t["kind"] == "inactive"]
+    assert inactive["armed"] == T0 + MINUTE_MS  # the user was last active then, not at T0

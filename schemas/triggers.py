@@ -17,6 +17,15 @@ class Cause(BaseModel):
     event: str = Field(description="The causing event's name, as rules name it.")
 
 
+class TimerCause(BaseModel):
+    """Which timer fired a trigger (rules that fire when something does not happen)."""
+
+    kind: Literal["absence", "inactive", "score"]
+    armed_at: str
+    due_at: str
+    armed_by: Cause = Field(description="The record that armed the timer.")
+
+
 class Explanation(BaseModel):
     summary: str = Field(description="One line: why the rule fired.")
     conditions: list[str] = Field(description="Each condition with the value it saw.")
@@ -24,6 +33,7 @@ class Explanation(BaseModel):
     rule_version: int
     cause: Cause
     content_source: str = Field(description="`content`, or `fallback (<why>)`.")
+    timer: TimerCause | None = Field(default=None, description="Set when a timer fired it.")
 
 
 class TriggerData(BaseModel):
@@ -41,7 +51,7 @@ class Trigger(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     specversion: Literal["1.0"]
-    id: str = Field(description="Deterministic trigger id (a UUID).")
+    id: str = Field(description="Deterministic trigger id (a hash in the UUID format).")
     source: str = Field(description="/kairos/rules/<rule id>")
     type: str = Field(description="kairos.trigger.<action type>")
     subject: str = Field(description="The user id.")

@@ -72,6 +72,10 @@ class _Comparison(_Strict):
             raise ValueError(f"op {self.op} needs a number (or a string) value")
         if self.op in ("eq", "ne", "contains") and self.value is None:
             raise ValueError(f"op {self.op} needs a value")
+        if self.op in ("exists", "not_exists") and self.value is not None:
+            # `{trait: plan, op: exists, value: pro}` reads as "plan is pro" and means "plan is
+            # set": say so rather than ignore the value.
+            raise ValueError(f"op {self.op} takes no value")
         return self
 
 

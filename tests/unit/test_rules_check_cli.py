@@ -174,3 +174,24 @@ def test_the_schema_is_json_titled_kairos_rule_file_and_matches_the_committed_on
     if COMMITTED_SCHEMA.exists():
         committed = json.loads(COMMITTED_SCHEMA.read_text(encoding="utf-8"))
         assert schema == committed, "regenerate: kairos rules schema > docs/rules.schema.json"
+
+
+def test_exists_with_a_value_fails_rather_than_ignoring_the_value(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path,
+        "plan.yaml",
+        """
+        rules:
+          - id: pro_users
+            when: {event: Page Viewed}
+            if: {trait: plan, op: exists, value: pro}
+            then: {type: t, channel: email, content: {a: b}}
+        """,
+    )
+
+    code, _, err = check(capsys, path)
+
+    assert code == 1
+    assert f"{path}: rule pro_users: if.trait: op exists takes no value" in err

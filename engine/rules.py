@@ -211,17 +211,27 @@ def compile_rulebook(
     problems: list[str] = []
     names = sources or [""] * len(files)
     rules = [rule for f in files for rule in f.rules]
-    origin = {rule.id: name for f, name in zip(files, names, strict=True) for rule in f.rules}
+    origin: dict[str, str] = {}
+    for f, name in zip(files, names, strict=True):
+        for rule in f.rules:
+            origin.setdefault(rule.id, name)  # a duplicate id is reported as such
     segments = {s.id: s for f in files for s in f.segments}
     scores = [f.engagement_score for f in files if f.engagement_score is not None]
     policies = [f.contact_policy for f in files if f.contact_policy is not None]
-    _check_unique("rule", [r.id for r in rules], problems)
-    _check_unique("segment", [s.id for f in files for s in f.segments], problems)
+    placed = list(zip(files, names, strict=True))
+    _check_unique("rule", [(r.id, name) for f, name in placed for r in f.rules], problems)
+    _check_unique(
+        "segment",
+        [(s.id, name) for f, name in placed for s in f.segments],
+        problems,
+    )
     if len(scores) > 1:
         problems.append("engagement_score: declared more than once; keep one")
     if len(policies) > 1:
         problems.append("contact_policy: declared more than once; keep one")
-    _check_segments(rules, segments, problems)
+    if not scores and any(isinstance(r.when, ScoreEntry) for r in rules):
+        problems.append("rules with `when: {score_below}` need an engagement_score block")
+    _check_segments(rules, segments, problems, origin)
     predicates = Predicates({sid: s.if_ for sid, s in segments.items()})
     compiled: list[CompiledRule] = []
     for rule in rules:
@@ -232,8 +242,6 @@ def compile_rulebook(
             problems.append(f"{where}rule {rule.id}: {exc}")
     if problems:
         raise RuleSetError("\n".join(problems))
-    if scores == [] and any(isinstance(r.when, ScoreEntry) for r in rules):
-        raise RuleSetError("rules with `when: {score_below}` need an engagement_score block")
     enabled = [c for c in compiled if c.rule.enabled]
     by_event: dict[str, list[CompiledRule]] = {}
     absence_when: dict[str, list[CompiledRule]] = {}
@@ -267,22 +275,28 @@ def compile_rulebook(
     )
 
 
-def _check_unique(kind: str, ids: list[str], problems: list[str]) -> None:
-    seen: set[str] = set()
-    for item in ids:
+def _check_unique(kind: str, ids: list[tuple[str, str]], problems: list[str]) -> None:
+    """Each (id, file) whose id an earlier one has, named with the file (and the earlier one's)."""
+    seen: dict[str, str] = {}
+    for item, source in ids:
         if item in seen:
-            problems.append(f"{kind} {item}: declared more than once")
-        seen.add(item)
+            where = f"{source}: " if source else ""
+            also = f" (also in {seen[item]})" if seen[item] and seen[item] != source else ""
+            problems.append(f"{where}{kind} {item}: declared more than once{also}")
+        seen.setdefault(item, source)
 
 
-def _check_segments(rules: list[Rule], segments: dict[str, Segment], problems: list[str]) -> None:
+def _check_segments(
+    rules: list[Rule], segments: dict[str, Segment], problems: list[str], origin: dict[str, str]
+) -> None:
     def refs(condition: Condition | None) -> list[str]:
         return [c.segment for c in walk(condition) if isinstance(c, SegmentCondition)]
 
     for rule in rules:
         for name in refs(rule.if_):
             if name not in segments:
-                problems.append(f"rule {rule.id}: unknown segment {name!r}")
+                where = f"{origin[rule.id]}: " if origin.get(rule.id) else ""
+                problems.append(f"{where}rule {rule.id}: unknown segment {name!r}")
     for segment in segments.values():
         for name in refs(segment.if_):
             if name not in segments:

@@ -195,3 +195,39 @@ def test_exists_with_a_value_fails_rather_than_ignoring_the_value(
 
     assert code == 1
     assert f"{path}: rule pro_users: if.trait: op exists takes no value" in err
+
+
+def test_problems_across_files_name_the_files_and_come_together(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    first = write(
+        tmp_path,
+        "one.yaml",
+        """
+        rules:
+          - id: a
+            when: {event: X}
+            if: {segment: nope}
+            then: {type: x, channel: email, content: {a: b}}
+          - id: low
+            when: {score_below: 20}
+            then: {type: x, channel: email, content: {a: b}}
+        """,
+    )
+    second = write(
+        tmp_path,
+        "two.yaml",
+        """
+        rules:
+          - id: a
+            when: {event: X}
+            then: {type: x, channel: email, content: {a: b}}
+        """,
+    )
+
+    code, _, err = check(capsys, tmp_path)
+
+    assert code == 1
+    assert f"{second}: rule a: declared more than once (also in {first})" in err
+    assert f"{first}: rule a: unknown segment 'nope'" in err
+    assert "need an engagement_score block" in err

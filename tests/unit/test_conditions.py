@@ -128,7 +128,7 @@ def test_lookup_of_a_path_that_leads_nowhere_is_missing_not_null() -> None:
 
 
 FOUND = [MISSING, None, True, 1, 1.5, "a", "2024-05-01", [1, "a"], {"k": [1]}, [{"y": 1}]]
-EXPECTED = [0, 2.5, "a", "2024-05-01", True, ["a", 1], [], [{"k": 1}], {"k": 1}]
+EXPECTED = [0, 2.5, "a", "2024-05-01", True, ["a", 1], [], [{"k": 1}], {"k": 1}, None]
 OPS = ["eq", "ne", "in", "not_in", "contains", "gt", "gte", "lt", "lte", "exists", "not_exists"]
 
 

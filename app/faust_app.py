@@ -99,7 +99,7 @@ users_topic = _topic(topics.USERS, "json")
 LOOP_STUCK_SECONDS = 30
 
 
-@app.timer(interval=5.0)  # type: ignore[untyped-decorator]
+@app.timer(interval=2.0)  # type: ignore[untyped-decorator]
 async def report_stalls() -> None:
     """A worker whose consumer delivers nothing while records wait says so (docs/guarantees.md)."""
     consumer = app.consumer

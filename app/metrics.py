@@ -42,8 +42,8 @@ CONSUMER_GAPS = Counter(
 )
 CONSUMER_STALLS = Counter(
     "kairos_consumer_stalls_total",
-    "Times the worker's consumer delivered no record for 15 s while records were waiting "
-    "(logged at WARNING with the consumer's flow state)",
+    "Times a stream partition delivered no record for 8 s while records were waiting "
+    "(logged at WARNING with the consumer's state; the partition is fetched again)",
 )
 CONSUMER_REFETCHES = Counter(
     "kairos_consumer_refetches_total",

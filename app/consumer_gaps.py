@@ -127,24 +127,29 @@ def deliver_in_order() -> None:
 
 
 async def _seek_uncommitted(consumer: Any) -> None:
-    """Move stream partitions with no committed offset back to their first offset.
+    """Put every stream partition's fetch position at its next offset, after Faust's seek.
 
     aiokafka's `seek_to_committed` seeks only to a committed offset above 0: any other partition
-    stays where its fetches left it. Records fetched there and then dropped, as Faust drops a
-    fetched batch when a rebalance stops the flow, were then never delivered: a restarted worker
-    of the crash test left whole partitions unread. Such a partition starts again from its first
-    offset, as `auto_offset_reset=earliest` means; what was applied already is dropped by the
-    user's applied offset.
+    stayed where its fetches left it, past records Faust dropped when the rebalance stopped the
+    flow (a restarted worker of the crash test left whole partitions unread). And it seeks one
+    partition after another while the drain loop runs: records fetched from a partition already
+    sought, before the seek of the others ended, met the next offset of before the rebalance and
+    were dropped as read already, though the agents' buffers had been cleared (the rebalance test
+    saw a partition's last records so). Every stream partition is therefore sought again, at once,
+    to its committed offset, or to its first offset when none is committed (as
+    `auto_offset_reset=earliest` means): what was applied already is dropped by the user's applied
+    offset.
     """
-    tps = [tp for tp in stream_partitions(consumer) if not consumer._read_offset.get(tp)]
+    tps = stream_partitions(consumer)
     if not tps:
         return
     try:
-        earliest = await consumer.earliest_offsets(*tps)
-        offsets = {tp: earliest.get(tp) or 0 for tp in tps}
+        uncommitted = [tp for tp in tps if not consumer._read_offset.get(tp)]
+        earliest = await consumer.earliest_offsets(*uncommitted) if uncommitted else {}
+        offsets = {tp: consumer._read_offset.get(tp) or earliest.get(tp) or 0 for tp in tps}
         await consumer.seek_wait(offsets)
     except Exception as exc:  # a rebalance again: its own seek comes next; else the stall check
-        log.warning("no seek of partitions with nothing committed (%r)", exc)
+        log.warning("no seek of the stream partitions to their next offsets (%r)", exc)
         return
     next_offsets(consumer).update(offsets)
 

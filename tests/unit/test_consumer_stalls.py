@@ -144,7 +144,7 @@ class Seeks:
         self.done.append(dict(offsets))
 
 
-def test_partitions_with_nothing_committed_start_again_from_their_first_offset() -> None:
+def test_after_the_seek_to_committed_every_stream_partition_is_at_its_next_offset() -> None:
     """aiokafka seeks only to committed offsets above 0: the others kept a position past
     records fetched and dropped at a rebalance, and those were never delivered."""
     fake = consumer({USERS: 25, NEVER: 4})
@@ -154,7 +154,9 @@ def test_partitions_with_nothing_committed_start_again_from_their_first_offset()
     fake._read_offset = {USERS: 20, NEVER: None, CHANGELOG: None}
     fake.earliest_offsets, fake.seek_wait = seeks.earliest_offsets, seeks.seek_wait
     asyncio.run(consumer_gaps._seek_uncommitted(fake))
-    assert seeks.done == [{NEVER: 2}]  # not the committed one, nor a changelog
+    # All stream partitions at once: the committed one at its offset, the other at its first;
+    # not a changelog.
+    assert seeks.done == [{USERS: 20, NEVER: 2}]
     assert consumer_gaps.next_offsets(fake)[NEVER] == 2
 
 

@@ -115,7 +115,7 @@ def deliver_in_order() -> None:
             await perform_seek(self)
             # Faust has set each partition's read offset to its committed offset (or None).
             next_offsets(self).update(self._read_offset)
-            await _seek_uncommitted(self)
+            await _seek_streams_to_next(self)
         finally:
             _move_position(self)
 
@@ -126,7 +126,7 @@ def deliver_in_order() -> None:
     setattr(Consumer, "_kairos_delivers_in_order", True)  # noqa: B010
 
 
-async def _seek_uncommitted(consumer: Any) -> None:
+async def _seek_streams_to_next(consumer: Any) -> None:
     """Put every stream partition's fetch position at its next offset, after Faust's seek.
 
     aiokafka's `seek_to_committed` seeks only to a committed offset above 0: any other partition

@@ -106,23 +106,21 @@ async def report_stalls() -> None:
     partitions = stream_partitions(consumer)
     if not partitions:
         return
+    stalled = {}
     try:
         # The broker's end offsets: the client's cached ones stop moving with a partition that
         # is not fetched any more.
         ends = await asyncio.wait_for(consumer.highwaters(*partitions), END_OFFSETS_SECONDS)
     except Exception as exc:  # the client thread does not answer: that is a stall of its own
         report = unanswered(consumer, partitions, exc)
-        if report is not None:
-            CONSUMER_STALLS.inc()
-            log.warning("consumer stalled: %s", report)
-        return
-    answered(consumer)
-    try:
-        stalled = stalled_partitions(consumer, dict(ends))
-        report = new_stall(consumer, stalled)
-    except Exception:  # a crash here would stop the whole app: a report is not worth that
-        log.exception("the stall report failed")
-        return
+    else:
+        answered(consumer)
+        try:
+            stalled = stalled_partitions(consumer, dict(ends))
+            report = new_stall(consumer, stalled)
+        except Exception:  # a crash here would stop the whole app: a report is not worth that
+            log.exception("the stall report failed")
+            return
     if report is not None:
         CONSUMER_STALLS.inc()
         log.warning("consumer stalled: %s", report)

@@ -15,8 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-import orjson
-
 from engine import score
 from engine.clock import iso, parse_duration_ms
 from engine.conditions import Context, evaluate
@@ -50,6 +48,7 @@ from engine.timers import (
     put,
     reached,
     reindex,
+    remember_cancels,
     score_id,
 )
 from schemas.rules import (
@@ -466,8 +465,7 @@ def _absorb_timers(state: UserState, record: Any, book: RuleBook, outcome: Outco
     for rule_id, seen in absorbed.get("cancels", {}).items():
         item = book.enabled.get(rule_id)
         if item is not None and item.delay_ms is not None:
-            for at, match in seen:
-                note_cancel(state, rule_id, orjson.loads(match), at, item.delay_ms)
+            remember_cancels(state, rule_id, seen, item.delay_ms)
     for timer_id, timer in list(state.get("timers", {}).items()):
         if timer["kind"] == "absence" and cancelled_earlier(state, timer):
             drop(state, timer_id, outcome.timers)
@@ -575,13 +573,8 @@ def _timer_line(rule: Rule, timer: Timer, book: RuleBook) -> str:
 MERGE_ENTRY = "Profile Merged"
 
 
-def _armed_later(state: UserState, timer: Timer, now: int) -> bool:
-    """Whether the user's timer of that id was armed by a later event than the one at `now`."""
-    timer_id = (
-        absence_id(timer["rule"], timer["match"])
-        if timer["kind"] == "absence"
-        else inactive_id(timer["rule"])
-    )
+def _armed_later(state: UserState, timer_id: str, now: int) -> bool:
+    """Whether the user's timer `timer_id` was armed by a later event than the one at `now`."""
     current = state.get("timers", {}).get(timer_id)
     return current is not None and current["armed"] > now
 
@@ -630,17 +623,23 @@ def _maintain_timers(
         if item.where(props):
             match = {name: lookup_value(props, name) for name in rule.unless.match}
             armed = timer(item, "absence", now + item.delay_ms, match)
+            timer_id = absence_id(rule.id, match)
             # Out of event-time order (another partition's records came first): a cancelling
             # event already seen, or a timer armed by a later event, wins.
-            if not cancelled_earlier(state, armed) and not _armed_later(state, armed, now):
-                put(state, absence_id(rule.id, match), armed, outcome.timers)
+            if not cancelled_earlier(state, armed) and not _armed_later(state, timer_id, now):
+                put(state, timer_id, armed, outcome.timers)
     if behavioural:
         for item in book.inactive_by(entry):
             assert item.delay_ms is not None
             if item.where(props):
-                armed = timer(item, "inactive", now + item.delay_ms, {})
-                if not _armed_later(state, armed, now):
-                    put(state, inactive_id(item.rule.id), armed, outcome.timers)
+                timer_id = inactive_id(item.rule.id)
+                if not _armed_later(state, timer_id, now):
+                    put(
+                        state,
+                        timer_id,
+                        timer(item, "inactive", now + item.delay_ms, {}),
+                        outcome.timers,
+                    )
     half_life = book.score_half_life_ms
     if half_life is None:
         return

@@ -174,9 +174,15 @@ def note_cancel(
     different partitions, so the user can get a checkout before the visitor's cart timer it
     cancels, which comes later with the visitor's history. Remembered, it still cancels it.
     """
+    remember_cancels(state, rule_id, [[at, _match_text(match)]], within)
+
+
+def remember_cancels(state: UserState, rule_id: str, entries: list[Any], within: int) -> None:
+    """Add `unless` events as `note_cancel` keeps them ([time, match text]; a merged visitor's, as
+    they are), keeping the latest `within` of them, MAX_CANCELS at most."""
     cancels = state.setdefault("cancels", {})
     seen: list[list[Any]] = cancels.setdefault(rule_id, [])
-    seen.append([at, _match_text(match)])
+    seen.extend(entries)
     latest = max(entry[0] for entry in seen)
     seen[:] = sorted(entry for entry in seen if entry[0] >= latest - within)[-MAX_CANCELS:]
 

@@ -153,7 +153,7 @@ def test_after_the_seek_to_committed_every_stream_partition_is_at_its_next_offse
     fake.app.topics.acks_enabled_for = lambda topic: not topic.endswith("changelog")
     fake._read_offset = {USERS: 20, NEVER: None, CHANGELOG: None}
     fake.earliest_offsets, fake.seek_wait = seeks.earliest_offsets, seeks.seek_wait
-    asyncio.run(consumer_gaps._seek_uncommitted(fake))
+    asyncio.run(consumer_gaps._seek_streams_to_next(fake))
     # All stream partitions at once: the committed one at its offset, the other at its first;
     # not a changelog.
     assert seeks.done == [{USERS: 20, NEVER: 2}]

@@ -30,6 +30,23 @@ def absorb(merge: str) -> dict[str, Any]:
     return {"kind": "absorb", "key": "u", "id": merge, "source_key": "anon:a", "state": {}}
 
 
+def linked(
+    visits: list[tuple[dict[str, Any], int]], login: dict[str, Any], at: int, book: Any
+) -> tuple[Any, Any, dict[str, Any]]:
+    """What the live pipeline sends for the visitor "a" linked to "u" by `login` at `at`, after
+    its `visits`: the anonymous profile's hand-over, the linking record, and its `await`."""
+    anonymous = None
+    for event, when in visits:
+        anonymous = process(anonymous, event_record(event, when), book).state
+    linking = event_record(login, at)
+    resolution = resolve(linking["event"], None)
+    assert resolution.merge_from == "anon:a"
+    merge = merge_record(resolution.merge_from, "u")
+    [hand_over] = process(anonymous, merge, book).applied.forward
+    linking["key"] = "u"
+    return hand_over, linking, merging.await_record("u", merge["id"])
+
+
 def arrive_all(state: UserState, *records: dict[str, Any]) -> list[Any]:
     return [ready for r in records for ready in merging.arrive(state, r)]
 
@@ -149,15 +166,8 @@ def test_the_live_order_with_a_hand_over_before_its_await_ends_as_the_replay() -
 
     # Live: the visitor's event, then the merge at the anonymous profile; its absorb reaches the
     # user before the linking identify and the await, which a killed worker sent again.
-    anonymous = process(None, event_record(visit, T0), book).state
-    anonymous = process(anonymous, event_record(view, T0 + MINUTE_MS), book).state
-    linking = event_record(login, T0 + 5 * MINUTE_MS)
-    resolution = resolve(linking["event"], None)
-    assert resolution.merge_from == "anon:a"
-    merge = merge_record(resolution.merge_from, "u")
-    [hand_over] = process(anonymous, merge, book).applied.forward
-    linking["key"] = "u"
-    arrivals = [hand_over, linking, merging.await_record("u", merge["id"])]
+    visits = [(visit, T0), (view, T0 + MINUTE_MS)]
+    arrivals = list(linked(visits, login, T0 + 5 * MINUTE_MS, book))
 
     def live(hold: bool) -> dict[str, Any]:
         state: UserState = {"key": "u", "events": 0, "traits": {}, "recent": [], "seen": []}
@@ -200,16 +210,10 @@ def test_a_checkout_that_overtakes_the_visitors_cart_still_cancels_its_timer() -
     expected = profile_view(replay(lines, book).states["u"], now, book.score_half_life_ms)
     assert {t["rule"] for t in expected["pending_timers"]} == {"inactive_24h", "reengage_low_score"}
 
-    anonymous = process(None, event_record(added, T0 + 100), book).state
-    linking = event_record(login, T0 + 200)
-    resolution = resolve(linking["event"], None)
-    assert resolution.merge_from == "anon:a"
-    merge = merge_record(resolution.merge_from, "u")
-    [hand_over] = process(anonymous, merge, book).applied.forward
-    linking["key"] = "u"
+    hand_over, linking, wait = linked([(added, T0 + 100)], login, T0 + 200, book)
     checkout = {**event_record(order, T0 + 300), "key": "u"}
     state: UserState = {"key": "u", "events": 0, "traits": {}, "recent": [], "seen": []}
-    for arrival in [checkout, linking, merging.await_record("u", merge["id"]), hand_over]:
+    for arrival in [checkout, linking, wait, hand_over]:
         for ready in merging.arrive(state, arrival):
             if ready["kind"] != "await":
                 outcome = process(state, ready, book)

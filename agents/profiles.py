@@ -195,8 +195,10 @@ async def _tick(event: EventT[Any], now_ms: int, sent: list[Awaitable[Any]]) -> 
         if state is None:
             continue
         outcome = fire_due(state, now_ms, rulebook)
-        if not outcome.fired:
+        if not (outcome.fired or outcome.timers.set or outcome.timers.unset):
             continue
+        # Also when nothing fired: a timer an event moved later had kept its old index entry,
+        # just forgotten above, and is indexed again at its due time (engine.timers.put).
         sent += await _publish(outcome)
         _index(partition, user, outcome)
         profiles.stage(partition, user, outcome.state)

@@ -74,6 +74,23 @@ def test_inactivity_fires_once_and_rearms_when_the_user_comes_back(kairos: Kairo
     assert nudges[0]["id"] != nudges[1]["id"]
 
 
+def test_a_timer_moved_by_a_later_event_fires_at_its_new_time(kairos: Kairos) -> None:
+    """A moved timer keeps its old index entry; the tick reaching that entry must index it again
+    at its new due time, though nothing fires then (this was lost: the nudge never came)."""
+    user = unique("moved")
+    kairos.collect("/v1/track", {"userId": user, "event": "Fast Ping"})
+    settle(1.5)  # several ticks: the first ping's timer is indexed, then moved by the second
+    second_sent = time.time() * 1000
+    kairos.collect("/v1/track", {"userId": user, "event": "Fast Ping"})
+    [nudge] = of_type(
+        kairos.wait_triggers({user}, lambda ts: bool(of_type(ts, "fast_nudge")), timeout=15),
+        "fast_nudge",
+    )
+    timer = nudge["data"]["explanation"]["timer"]
+    assert parse_iso_ms(timer["due_at"]) - parse_iso_ms(timer["armed_at"]) == 3000
+    assert parse_iso_ms(timer["armed_at"]) >= second_sent  # armed by the second ping
+
+
 def test_timers_fire_within_a_second_of_their_due_time(kairos: Kairos) -> None:
     user = unique("prompt")
     kairos.collect(

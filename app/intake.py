@@ -18,7 +18,7 @@ from engine.identity import InvalidIdentifier, identity_key, normalize_id
 from engine.records import EventRecord, TraitsRecord
 from schemas.crm import CrmRecord, ProfileUpdate
 from schemas.dlq import ReasonCode
-from schemas.segment import MAX_EVENT_BYTES, PayloadError, parse_event, to_record, too_deep
+from schemas.segment import MAX_EVENT_BYTES, PayloadError, event_dict, too_deep
 
 _ID_FIELDS = ("userId", "anonymousId", "previousId")
 
@@ -70,7 +70,7 @@ def event_record(
         if size > MAX_EVENT_BYTES:
             raise Rejected("too_large", f"{label}event is {size} bytes, more than the 32 KB limit")
     try:
-        event = to_record(parse_event(obj, where=where, default_type=default_type))
+        event = event_dict(obj, where=where, default_type=default_type)
     except PayloadError as exc:
         raise Rejected("invalid_event", str(exc)) from exc
     for field in _ID_FIELDS:

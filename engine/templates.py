@@ -38,6 +38,7 @@ from liquid.builtin.expressions.primitive import RangeLiteral
 from liquid.exceptions import LiquidError, LiquidValueError, ResourceLimitError
 from liquid.expression import Expression
 from liquid.static_analysis import Segments
+from liquid.stringify import to_liquid_string
 from liquid.undefined import UNDEFINED, Undefined
 
 #: Largest rendered field, in UTF-8 bytes.
@@ -91,6 +92,9 @@ class Content:
     #: What the fields that are plain text (no `{`: no output, tag or comment) render to, rendered
     #: once when compiled: nothing in them reads the scope, and a render costs a render context.
     text: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: Fields made only of text and `{{ path }}` or `{{ path | default: 'text' }}` outputs (most
+    #: rules' content), as the parts `_render_simple` renders without Liquid.
+    simple: Mapping[str, SimpleParts] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,8 @@ def compile_content(fields: Mapping[str, str], *, where: str = "content") -> Con
             compiled[name] = _compiled(source)
         except TemplateError as err:
             raise TemplateError(field, err.reason, err.line) from err
-    return Content(fields=compiled, where=where, text=_plain_text(compiled, fields))
+    simple = {name: parts for name, src in fields.items() if (parts := _simple_parts(src))}
+    return Content(fields=compiled, where=where, text=_plain_text(compiled, fields), simple=simple)
 
 
 def _plain_text(
@@ -152,6 +157,12 @@ def render_content(content: Content, scope: Mapping[str, Any]) -> dict[str, str]
         if name in content.text:
             rendered[name] = content.text[name]
             continue
+        parts = content.simple.get(name)
+        if parts is not None:
+            fast = _render_simple(parts, namespace)
+            if fast is not None:
+                rendered[name] = fast
+                continue
         try:
             rendered[name] = template.render(namespace)
         except LiquidError as err:
@@ -186,6 +197,90 @@ def references(source: str, *, where: str = "template") -> list[Reference]:
         Reference(path=path, guarded=index in guarded, line=_line(source, index))
         for index, path in sorted(found)
     ]
+
+
+# --- simple templates ------------------------------------------------------------------------
+
+#: A simple template: text, and outputs as (path, default text or None).
+SimpleParts = tuple[str | tuple[tuple[str, ...], str | None], ...]
+
+_SIMPLE_OUTPUT = re.compile(
+    r"\{\{ *((?:user|event|rule)(?:\.[A-Za-z_][A-Za-z0-9_]*)*)"
+    r" *(?:\| *default *: *(?:'([^'\\{}]*)'|\"([^\"\\{}]*)\") *)?\}\}"
+)
+#: Keys Liquid resolves with a meaning of its own on some values (`.size` of a list).
+_SPECIAL_KEYS = frozenset({"size", "first", "last"})
+#: Beyond these, a render goes through Liquid, which enforces the output and work limits.
+_SIMPLE_MAX_CHARS = 16 * 1024
+_SIMPLE_MAX_WORK = 100_000
+
+
+def _simple_parts(source: str) -> SimpleParts | None:
+    """The parts of a template made only of text and plain path outputs (with at most a
+    `default` of a quoted text), or None for anything else, which Liquid renders."""
+    parts: list[str | tuple[tuple[str, ...], str | None]] = []
+    at = 0
+    for match in _SIMPLE_OUTPUT.finditer(source):
+        text = source[at : match.start()]
+        if "{" in text:
+            return None
+        path = tuple(match.group(1).split("."))
+        if _SPECIAL_KEYS.intersection(path):
+            return None
+        default = match.group(2) if match.group(2) is not None else match.group(3)
+        parts += [text, (path, default)] if text else [(path, default)]
+        at = match.end()
+    rest = source[at:]
+    if not parts or "{" in rest:
+        return None
+    if rest:
+        parts.append(rest)
+    return tuple(parts)
+
+
+def _render_simple(parts: SimpleParts, scope: Mapping[str, Any]) -> str | None:
+    """What Liquid renders for a simple template, or None where Liquid should decide (a path
+    that does not resolve and has no default, which is an error; output or work near a limit).
+
+    Liquid resolves a key only in a mapping that holds it (`.size`, `.first` and `.last`, which
+    mean more, are not simple); `default` gives its text for nil, false and empty text, lists
+    and objects, never for a number; values print as Liquid prints them
+    (tests/unit/test_templates_simple.py checks both agree on random scopes).
+    """
+    out: list[str] = []
+    size = work = 0
+    for part in parts:
+        if isinstance(part, str):
+            out.append(part)
+            size += len(part)
+            continue
+        path, default = part
+        value: Any = scope
+        for key in path:
+            if type(value) is not dict or key not in value:
+                value = UNDEFINED
+                break
+            value = value[key]
+        work += 1
+        if default is not None:
+            work += _size(value) + 1
+            if value is UNDEFINED or (
+                (type(value) is not int and type(value) is not float)
+                and (
+                    value is None
+                    or value is False
+                    or (type(value) in (str, list, dict) and not value)
+                )
+            ):
+                value = default
+        elif value is UNDEFINED:
+            return None
+        text = to_liquid_string(value, autoescape=False)
+        out.append(text)
+        size += len(text)
+        if size > _SIMPLE_MAX_CHARS or work > _SIMPLE_MAX_WORK:
+            return None
+    return "".join(out)
 
 
 # --- compilation -----------------------------------------------------------------------------

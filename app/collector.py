@@ -18,6 +18,7 @@ import zlib
 from typing import Any
 
 import orjson
+from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_exceptions import HTTPRequestEntityTooLarge
 from aiohttp.web_protocol import RequestPayloadError
@@ -43,11 +44,13 @@ _CORS = {
 
 
 class HttpError(Exception):
-    def __init__(self, status: int, message: str, reason: str) -> None:
+    def __init__(self, status: int, message: str, reason: str, *, close: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.reason = reason
+        #: Close the connection after the answer: the rest of the body cannot be read.
+        self.close = close
 
 
 def _body(raw: bytes, limit: int) -> bytes:
@@ -114,7 +117,13 @@ async def collect(request: Request, endpoint: str, event_type: str | None) -> di
     except HTTPRequestEntityTooLarge as exc:  # inflated by aiohttp beyond client_max_size
         raise HttpError(413, f"body: more than the {limit // 1024} KB limit", "too_large") from exc
     except (RequestPayloadError, HttpProcessingError) as exc:  # e.g. `Content-Encoding: gzip`
-        raise HttpError(400, "body: cannot be decoded (Content-Encoding)", "invalid_json") from exc
+        # Marked read: aiohttp would otherwise read the rest of the body after the answer, meet
+        # the same error, and log it at ERROR with a traceback, for any client to repeat.
+        if isinstance(request, web.BaseRequest):
+            request.content.feed_eof()
+        raise HttpError(
+            400, "body: cannot be decoded (Content-Encoding)", "invalid_json", close=True
+        ) from exc
     if len(raw) > limit * 4:  # compressed or not, nothing valid is this large
         raise HttpError(413, f"body: more than the {limit // 1024} KB limit", "too_large")
     body_bytes = _body(raw, limit)
@@ -171,7 +180,10 @@ def _collector_view(endpoint: str, event_type: str | None) -> type[View]:
                 HTTP_REQUESTS.labels(endpoint=endpoint, status=str(exc.status)).inc()
                 if exc.status != 401:
                     EVENTS_INVALID.labels(reason=exc.reason, source="http").inc()
-                return self.json({"success": False, "message": exc.message}, status=exc.status)
+                refusal = self.json({"success": False, "message": exc.message}, status=exc.status)
+                if exc.close and isinstance(refusal, web.StreamResponse):
+                    refusal.force_close()
+                return refusal
             HTTP_REQUESTS.labels(endpoint=endpoint, status="200").inc()
             return self.json(answer)
 

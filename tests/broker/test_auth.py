@@ -180,6 +180,30 @@ def test_oversize_or_undecodable_bodies_are_refused_and_counted(
     assert guarded.workers[0].health() is not None
 
 
+def test_a_body_that_is_not_its_content_encoding_is_refused_without_an_error_logged(
+    guarded: Kairos,
+) -> None:
+    """aiohttp read the rest of such a body after the answer and logged the decoding error with
+    its traceback at ERROR: any client could fill the logs."""
+    log = guarded.workers[0].log_path
+    start = log.stat().st_size
+    with httpx.Client(auth=(WRITE_KEY, "")) as client:  # keep-alive, as a client would
+        answer = client.post(
+            f"{guarded.url}/v1/track",
+            content=b'{"userId": "u", "event": "E"}',
+            headers={"Content-Encoding": "gzip"},
+        )
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["message"] == "body: cannot be decoded (Content-Encoding)"
+        assert answer.headers["Connection"] == "close"
+        follow = client.post(f"{guarded.url}/v1/track", json={"userId": "u", "event": "E"})
+        assert follow.status_code == 200  # on a new connection
+    time.sleep(0.5)
+    written = log.read_bytes()[start:].decode(errors="replace")
+    assert "Unhandled exception" not in written
+    assert "Traceback" not in written
+
+
 BAD_TOKENS: list[tuple[str, dict[str, str]]] = [
     ("no token", {}),
     ("wrong token", {"Authorization": "Bearer not-the-token"}),

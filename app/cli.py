@@ -261,8 +261,10 @@ def _rules_check(args: argparse.Namespace) -> int:
 
 
 def _jsonl(path: Path) -> list[bytes]:
+    """Every line of the file, blank ones too: replay numbers lines as the file does, so that
+    a rejected line is reported where an editor shows it (the readers skip blank lines)."""
     with open(path, "rb") as lines:
-        return [line for line in lines if line.strip()]
+        return list(lines)
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -1,0 +1,42 @@
+"""Specifications of what `kairos replay` prints about its input, run as a user runs it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app import cli
+
+RULES = """
+rules:
+  - id: welcome
+    when: {event: Signed Up}
+    then:
+      type: welcome
+      channel: email
+      content: {subject: "Welcome"}
+"""
+TRACK = b'{"type":"track","userId":"u","event":"Signed Up"}'
+
+
+def replay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], lines: list[bytes], *args: str
+) -> tuple[int, str, str]:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES, encoding="utf-8")
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    code = cli.main(["replay", str(events), "--rules", str(rules), *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_rejected_line_is_reported_by_its_line_number_in_the_file_blank_lines_included(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = replay(tmp_path, capsys, [TRACK, b"   ", b"", b"bad"])
+
+    assert code == 0
+    assert "line 4: rejected: not valid JSON" in err
+    assert "1 rejected" in err

@@ -353,11 +353,13 @@ def _names(entries: list[str]) -> str:
 def check_event_names(
     item: CompiledRule, book: RuleBook, sample: SampleStats | None
 ) -> list[Finding]:
-    """Warnings for event names (entry, counts) the sample never has: often a typo."""
+    """Warnings for event names (entry, `unless`, counts) the sample never has: often a typo."""
     if sample is None:
         return []
     rule = item.rule
-    used = [*rule.when.events, *_count_events(rule.if_)]
+    # A typo in `unless` is the worst of them: the timer is never cancelled, so it always fires.
+    unless = [rule.unless.event] if rule.unless is not None else []
+    used = [*rule.when.events, *unless, *_count_events(rule.if_)]
     return [Finding("warning", rule.id, text) for text in _unknown_names(used, sample)]
 
 

@@ -281,6 +281,19 @@ def test_count_events_are_checked_and_names_without_a_close_match_get_no_suggest
     )
 
 
+def test_the_unless_event_of_an_absence_rule_is_checked_against_the_sample() -> None:
+    unless = "unless: {event: Order Complete, match: [cart_id]}\nwithin: 30m"
+    book = book_of(rule(when="event: Product Added", extra=unless, rule_id="cart_abandoned"))
+    sample = events(track("Product Added"), track("Order Completed"))
+
+    finding = only(check_event_names(book.rules[0], book, sample))
+
+    assert str(finding) == (
+        "warning: rule cart_abandoned: event 'Order Complete' never occurs in the sample "
+        "(did you mean 'Order Completed'?)"
+    )
+
+
 def test_known_names_any_event_and_traits_updated_are_fine() -> None:
     when = "event: ['*', Traits Updated, Product Viewed]"
     book = book_of(rule(when=when, if_="count: {event: Product Viewed, within: 7d}\nvalue: 2"))

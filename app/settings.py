@@ -6,15 +6,49 @@ nothing else in Kairos reads the environment.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: The example rules of the repository Kairos is installed from (`make run` loads them).
 EXAMPLE_RULES = Path(__file__).resolve().parents[1] / "examples" / "rules"
+#: One broker of KAIROS_BROKER: a host name or address (IPv6 in brackets) and a port.
+_BROKER = re.compile(r"kafka://([A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]):([0-9]{1,5})")
+#: The characters Kafka allows in a topic name.
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def broker_problem(url: str) -> str | None:
+    """Why `url` is not a KAIROS_BROKER value (`kafka://host:port`, several joined by `;`)."""
+    for part in url.split(";"):
+        found = _BROKER.fullmatch(part)
+        if found is None or not 1 <= int(found.group(2)) <= 65535:
+            return (
+                f"{part!r} is not kafka://host:port "
+                "(several brokers: kafka://host1:9092;kafka://host2:9092)"
+            )
+    return None
+
+
+def canonical_url_problem(url: str) -> str | None:
+    """Why `url` is not a URL other workers can reach this one's HTTP API at."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        return "not an http:// or https:// URL, e.g. http://worker-1:6066"
+    return None
+
+
+def topic_prefix_problem(prefix: str) -> str | None:
+    """Why `prefix` cannot start Kafka topic names."""
+    if _TOPIC_NAME.fullmatch(prefix) is None:
+        return "only letters, digits, `.`, `_` and `-`, as in Kafka topic names"
+    return None
 
 
 class Settings(BaseSettings):
@@ -24,8 +58,8 @@ class Settings(BaseSettings):
 
     broker: str | None = Field(
         default=None,
-        description="Kafka bootstrap URL, e.g. kafka://broker:9092. Unset: `kairos dev` "
-        "spawns the embedded broker; `kairos worker` uses kafka://127.0.0.1:9092.",
+        description="Kafka bootstrap URL, kafka://host:port (several joined by `;`). Unset: "
+        "`kairos dev` spawns the embedded broker; `kairos worker` uses kafka://127.0.0.1:9092.",
     )
     broker_kind: Literal["kafka", "tansu"] = Field(
         default="kafka",
@@ -33,13 +67,15 @@ class Settings(BaseSettings):
         "turns on the short fetch wait it needs.",
     )
     app_id: str = Field(default="kairos", description="Faust app id (consumer group).")
-    topic_prefix: str = Field(default="kairos", description="Prefix of every topic name.")
+    topic_prefix: str = Field(
+        default="kairos", description="Prefix of every topic name ([A-Za-z0-9._-] only)."
+    )
     partitions: int = Field(default=8, ge=1, le=1024, description="Partitions of every topic.")
     web_host: str = Field(default="127.0.0.1", description="Interface the HTTP API binds to.")
     web_port: int = Field(default=6066, ge=1, le=65535, description="Port of the HTTP API.")
     canonical_url: str | None = Field(
         default=None,
-        description="URL other workers use to reach this one's HTTP API "
+        description="http(s) URL other workers use to reach this one's HTTP API "
         "(default http://WEB_HOST:WEB_PORT).",
     )
     write_keys: Annotated[list[str], NoDecode] = Field(
@@ -91,6 +127,23 @@ class Settings(BaseSettings):
             return [key.strip() for key in value.split(",") if key.strip()]
         return value
 
+    # Checked at start: a bad value otherwise surfaced later as a traceback from Kafka or Faust,
+    # or as topics the broker refuses. Empty counts as unset, as it always has.
+    @field_validator("broker")
+    @classmethod
+    def _check_broker(cls, value: str | None) -> str | None:
+        return _valid(value, broker_problem) if value else value
+
+    @field_validator("canonical_url")
+    @classmethod
+    def _check_canonical_url(cls, value: str | None) -> str | None:
+        return _valid(value, canonical_url_problem) if value else value
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _check_topic_prefix(cls, value: str) -> str:
+        return _valid(value, topic_prefix_problem)
+
     @property
     def broker_url(self) -> str:
         return self.broker or "kafka://127.0.0.1:9092"
@@ -98,6 +151,13 @@ class Settings(BaseSettings):
     @property
     def web_url(self) -> str:
         return self.canonical_url or f"http://{self.web_host}:{self.web_port}"
+
+
+def _valid(value: str, problem: Callable[[str], str | None]) -> str:
+    why = problem(value)
+    if why is not None:
+        raise ValueError(why)
+    return value
 
 
 class SettingsError(ValueError):
@@ -110,7 +170,9 @@ def settings_error(exc: ValidationError) -> SettingsError:
     for error in exc.errors():
         field = str(error["loc"][0]) if error["loc"] else ""
         variable = f"KAIROS_{field.upper()}" if field else "KAIROS_*"
-        problems.append(f"{variable}: {error['msg']} (got {error.get('input')!r})")
+        # Our own checks' messages without pydantic's "Value error, " in front.
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{variable}: {message} (got {error.get('input')!r})")
     return SettingsError("\n".join(problems))
 
 

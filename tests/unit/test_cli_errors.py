@@ -39,10 +39,49 @@ def test_an_invalid_setting_names_its_variable_and_what_it_got() -> None:
     assert lines[1].startswith("KAIROS_LOG_LEVEL: ") and "'verbose'" in lines[1]
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("broker", "foo"),
+        ("broker", "broker:9092"),
+        ("broker", "kafka://broker"),
+        ("broker", "kafka://a:9092;b:9092"),
+        ("canonical_url", "notaurl"),
+        ("canonical_url", "ftp://worker:6066"),
+        ("topic_prefix", "a b"),
+        ("topic_prefix", "kairos/test"),
+    ],
+)
+def test_a_broker_url_canonical_url_or_topic_prefix_of_the_wrong_form_is_invalid(
+    field: str, value: str
+) -> None:
+    with pytest.raises(SettingsError) as raised:
+        read_settings({field: value})
+    [line] = str(raised.value).splitlines()
+    assert line.startswith(f"KAIROS_{field.upper()}: ") and line.endswith(f"(got {value!r})")
+    assert "Value error" not in line
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("broker", "kafka://broker:9092"),
+        ("broker", "kafka://10.0.0.1:9092;kafka://kafka-2.example.com:19092"),
+        ("broker", ""),  # as unset
+        ("canonical_url", "http://worker-1:6066"),
+        ("canonical_url", "https://kairos.example.com/api"),
+        ("topic_prefix", "kairos-staging_2.eu"),
+    ],
+)
+def test_the_documented_forms_of_these_settings_are_valid(field: str, value: str) -> None:
+    assert getattr(read_settings({field: value}), field) == value
+
+
 def test_a_worker_with_an_invalid_setting_stops_with_the_variable_not_a_traceback() -> None:
-    done = kairos("worker", "--no-create-topics", KAIROS_PARTITIONS="abc")
+    done = kairos("worker", "--no-create-topics", KAIROS_PARTITIONS="abc", KAIROS_BROKER="foo")
     assert done.returncode == 1
     assert "KAIROS_PARTITIONS: " in done.stderr and "Traceback" not in done.stderr
+    assert "KAIROS_BROKER: 'foo' is not kafka://host:port" in done.stderr
 
 
 def test_a_worker_with_invalid_rules_stops_naming_file_rule_and_field(tmp_path: Path) -> None:

@@ -358,10 +358,14 @@ def _triggers(args: argparse.Namespace) -> int:
     import asyncio
 
     from app.settings import get_settings
-    from app.trigger_tail import tail
+    from app.trigger_tail import BrokerUnreachable, tail
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(tail(get_settings(), from_beginning=args.from_beginning, as_json=args.json))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(tail(get_settings(), from_beginning=args.from_beginning, as_json=args.json))
+    except BrokerUnreachable as exc:
+        print(f"kairos: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -119,3 +119,12 @@ def test_a_taken_http_port_is_said_before_anything_starts(command: str, tmp_path
     assert done.returncode == 1, done.stderr
     assert f"KAIROS_WEB_PORT: port {port} on 127.0.0.1 is taken" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_triggers_without_a_reachable_broker_says_where_it_looked_in_one_line() -> None:
+    broker = f"kafka://127.0.0.1:{free_port()}"  # nothing listens there
+    done = kairos("triggers", KAIROS_BROKER=broker)
+    assert done.returncode == 1
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"kairos: no Kafka broker answers at {broker}: ")
+    assert "set KAIROS_BROKER" in line

@@ -254,7 +254,8 @@ def _rules_check(args: argparse.Namespace) -> int:
     errors = [f for f in findings if f.severity == "error"]
     warnings = [f for f in findings if f.severity == "warning"]
     print(
-        f"rules check: {len(book.rules)} rules, {len(errors)} errors, {len(warnings)} warnings",
+        f"rules check: {_many(len(book.rules), 'rule')}, {_many(len(errors), 'error')}, "
+        f"{_many(len(warnings), 'warning')}",
         file=sys.stderr,
     )
     return 1 if errors or (args.strict and warnings) else 0
@@ -316,12 +317,18 @@ def _replay(args: argparse.Namespace) -> int:
     for number, reason in result.rejected:
         print(f"line {number}: rejected: {reason}", file=sys.stderr)
     print(
-        f"replay: {result.events} events, {len(result.triggers)} triggers, "
+        f"replay: {_many(result.events, 'event')}, {_many(len(result.triggers), 'trigger')}, "
         f"{len(result.suppressed)} suppressed, {len(result.rejected)} rejected, "
-        f"{result.timers_fired} timers fired, {result.timers_pending} timers pending",
+        f"{_many(result.timers_fired, 'timer')} fired, "
+        f"{_many(result.timers_pending, 'timer')} pending",
         file=sys.stderr,
     )
     return 0
+
+
+def _many(count: int, noun: str) -> str:
+    """`1 trigger`, `2 triggers`: a count in a summary line."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _until(text: str | None) -> Callable[[int], int] | None:

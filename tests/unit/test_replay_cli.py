@@ -40,3 +40,13 @@ def test_a_rejected_line_is_reported_by_its_line_number_in_the_file_blank_lines_
     assert code == 0
     assert "line 4: rejected: not valid JSON" in err
     assert "1 rejected" in err
+
+
+def test_the_summary_says_one_trigger_and_two_events_not_one_triggers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, _, err = replay(tmp_path, capsys, [TRACK, b'{"type":"page","userId":"u"}'])
+
+    assert err.splitlines()[-1] == (
+        "replay: 2 events, 1 trigger, 0 suppressed, 0 rejected, 0 timers fired, 0 timers pending"
+    )

@@ -161,7 +161,7 @@ def test_the_cli_fires_pending_timers_with_until(
     assert trigger["type"] == "kairos.trigger.cart_reminder"
     assert trigger["time"] == iso(DUE)
     assert trigger["data"]["explanation"]["timer"]["kind"] == "absence"
-    assert "1 timers fired" in err
+    assert "1 timer fired" in err
     assert "0 timers pending" in err
 
 
@@ -172,7 +172,7 @@ def test_the_cli_without_until_reports_the_timer_pending(
     assert cli.main(["replay", str(events), "--rules", str(rules), "--json"]) == 0
     out, err = capsys.readouterr()
     assert out == ""
-    assert "0 timers fired, 1 timers pending" in err
+    assert "0 timers fired, 1 timer pending" in err
 
 
 def test_the_cli_rejects_an_until_that_is_neither_a_duration_nor_a_time(

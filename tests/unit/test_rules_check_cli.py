@@ -120,7 +120,7 @@ def test_an_unreachable_condition_fails_the_check(
     assert f"{path}: error: rule first_visit: if: count of 'Page Viewed' eq 0 can never hold" in (
         out
     )
-    assert "1 errors, 0 warnings" in err
+    assert "1 error, 0 warnings" in err
 
 
 def test_a_typo_in_an_event_name_is_a_warning_against_a_sample_and_fails_with_strict(
@@ -144,7 +144,7 @@ def test_a_typo_in_an_event_name_is_a_warning_against_a_sample_and_fails_with_st
     code, out, err = check(capsys, path, "--sample", sample)
     assert code == 0
     assert expected in out.splitlines()
-    assert "0 errors, 1 warnings" in err
+    assert "0 errors, 1 warning" in err
 
     code, out, _ = check(capsys, path, "--sample", sample, "--strict")
     assert code == 1

@@ -340,8 +340,27 @@ def _until(text: str | None) -> Callable[[int], int] | None:
     if text.startswith("+"):
         ahead = parse_duration_ms(text[1:])
         return lambda last: last + ahead
-    moment = parse_iso_ms(text)
+    try:
+        moment = parse_iso_ms(text)
+    except ValueError:
+        raise ValueError(_until_hint(text)) from None
     return lambda last: max(last, moment)
+
+
+def _until_hint(text: str) -> str:
+    """What `--until` takes, for a value that is neither: a bare duration is the usual slip."""
+    from engine.clock import parse_duration_ms
+
+    try:
+        parse_duration_ms(text)
+    except ValueError:
+        example = "+1d"
+    else:
+        example = f"+{text.strip()}"
+    return (
+        f"{text!r} is neither +DURATION, after the last event (e.g. {example}), "
+        "nor an ISO 8601 time (e.g. 2026-01-31T09:00:00Z)"
+    )
 
 
 def orjson_line(value: object) -> str:

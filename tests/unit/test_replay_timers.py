@@ -183,6 +183,16 @@ def test_the_cli_rejects_an_until_that_is_neither_a_duration_nor_a_time(
     assert "--until" in capsys.readouterr().err
 
 
+def test_an_until_written_without_its_plus_is_answered_with_the_plus_form(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules, events = write_files(tmp_path, Script().track(T0, "ada", "Product Added", cart_id="c1"))
+    assert cli.main(["replay", str(events), "--rules", str(rules), "--until", "1d"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("--until: '1d' is neither +DURATION, after the last event (e.g. +1d)")
+    assert "ISO 8601" in line
+
+
 def two_users() -> Script:
     """Two users acting at the same instants, one user's line first at each instant."""
     script = Script()

@@ -283,9 +283,10 @@ def check_missing_values(
                 keys, plain = _keys(steps[2:])
                 if plain and _covered(keys, traits):
                     continue
-                problem = (
-                    f"`{ref.path}` may be missing (not every user has that trait): "
+                problem = f"`{ref.path}` may be missing (not every user has that trait): " + (
                     f"add a default filter, e.g. {{{{ {ref.path} | default: '...' }}}}"
+                    if ref.filterable
+                    else _test_first("user.traits", keys)
                 )
             elif steps[:2] == ["event", "properties"] and len(steps) > 2:
                 keys, plain = _keys(steps[2:])
@@ -299,15 +300,27 @@ def check_missing_values(
                 seen = (
                     f" (the sample never has it on {_names(entries)})" if sample is not None else ""
                 )
-                problem = (
-                    f"`{ref.path}` may be missing{seen}: add a default filter, or a "
-                    f"`when.where` filter that requires it (op: exists)"
+                fix = (
+                    "add a default filter, or a `when.where` filter that requires it (op: exists)"
+                    if ref.filterable
+                    else "add a `when.where` filter that requires it (op: exists), or "
+                    + _test_first("event.properties", keys)
                 )
+                problem = f"`{ref.path}` may be missing{seen}: {fix}"
             else:
                 continue
             reported.add(ref.path)
             findings.append(Finding("warning", rule.id, f"{template.at(ref.line)}: {problem}"))
     return findings
+
+
+def _test_first(parent: str, keys: tuple[str, ...]) -> str:
+    """The advice for a value read where no `default` filter can go: as docs/rules.md says."""
+    key = json.dumps(keys[0], ensure_ascii=False) if keys else '"..."'
+    return (
+        "no default filter can go there (tags take no filters): test for it first, "
+        f"e.g. {{% if {parent} contains {key} %}}"
+    )
 
 
 def _requires_presence(op: str, value: Any) -> bool:

@@ -105,12 +105,15 @@ class Reference:
     `event.properties["product id"]` (a JSON string), `event.products[0]`, and a key taken from
     another variable as `event.properties[user.traits.key]` (that inner path is also reported as
     a reference of its own). `guarded` is true when a `default` filter is the first filter applied
-    to the path, the only position where it turns a missing value into its default.
+    to the path, the only position where it turns a missing value into its default. `filterable`
+    is false where no filter can follow the path: in an `if`, `unless`, `case` or `for` tag, or
+    inside brackets.
     """
 
     path: str
     guarded: bool
     line: int | None
+    filterable: bool = True
 
     @property
     def root(self) -> str:
@@ -184,6 +187,7 @@ def references(source: str, *, where: str = "template") -> list[Reference]:
         template = _compiled(source)
         analysis = template.analyze(include_partials=False)
         guarded = _guarded_indexes(template)
+        filterable = _filterable_indexes(template)
     except TemplateError as err:
         raise TemplateError(where, err.reason, err.line) from err
     except Exception as err:  # analysis errors are a property of the template too
@@ -194,7 +198,12 @@ def references(source: str, *, where: str = "template") -> list[Reference]:
         for var in variables
     ]
     return [
-        Reference(path=path, guarded=index in guarded, line=_line(source, index))
+        Reference(
+            path=path,
+            guarded=index in guarded,
+            line=_line(source, index),
+            filterable=index in filterable,
+        )
         for index, path in sorted(found)
     ]
 
@@ -344,6 +353,15 @@ def _guarded_indexes(template: BoundTemplate) -> set[int]:
         and isinstance(expr.left, Path)
         and expr.filters
         and expr.filters[0].name == "default"
+    }
+
+
+def _filterable_indexes(template: BoundTemplate) -> set[int]:
+    """Source offsets of paths filters can follow: outputs, `assign` and `echo`."""
+    return {
+        expr.left.token.start_index
+        for expr in _expressions(template)
+        if isinstance(expr, FilteredExpression) and isinstance(expr.left, Path)
     }
 
 

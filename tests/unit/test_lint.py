@@ -176,6 +176,31 @@ def test_an_unguarded_trait_is_a_warning_to_add_a_default() -> None:
     assert "add a default filter" in finding.message
 
 
+def test_a_trait_read_in_a_tag_is_a_warning_to_test_for_it_as_tags_take_no_filters() -> None:
+    content = "text: '{% if user.traits.vip %}VIP{% endif %}'"
+    book = book_of(rule(content=content))
+
+    finding = only(check_missing_values(book.rules[0], book, None))
+
+    assert finding.message == (
+        "then.content.text: `user.traits.vip` may be missing (not every user has that trait): "
+        "no default filter can go there (tags take no filters): test for it first, "
+        'e.g. {% if user.traits contains "vip" %}'
+    )
+
+
+def test_an_event_property_read_in_a_tag_is_a_warning_without_a_default_filter() -> None:
+    book = book_of(rule(content="text: '{% for i in event.properties.items %}{{ i }}{% endfor %}'"))
+
+    finding = only(check_missing_values(book.rules[0], book, None))
+
+    assert finding.message == (
+        "then.content.text: `event.properties.items` may be missing: add a `when.where` filter "
+        "that requires it (op: exists), or no default filter can go there (tags take no "
+        'filters): test for it first, e.g. {% if event.properties contains "items" %}'
+    )
+
+
 def test_a_trait_guarded_by_default_or_required_by_the_rule_is_fine() -> None:
     book = book_of(
         rule(

@@ -397,6 +397,21 @@ def test_references_in_tags_are_unguarded_unless_a_default_is_assigned() -> None
     ]
 
 
+def test_references_say_whether_a_filter_can_follow_them_where_they_are_read() -> None:
+    source = (
+        "{% if user.traits.vip %}{{ user.traits.a }}{% endif %}"
+        "{% assign b = user.traits.b %}{{ event.properties[user.traits.k] }}"
+    )
+
+    assert [(ref.path, ref.filterable) for ref in references(source)] == [
+        ("user.traits.vip", False),
+        ("user.traits.a", True),
+        ("user.traits.b", True),
+        ("event.properties[user.traits.k]", True),
+        ("user.traits.k", False),
+    ]
+
+
 def test_a_default_after_another_filter_or_as_an_argument_is_no_guard() -> None:
     source = (
         '{{ user.traits.a | upcase | default: "x" }}{{ user.traits.b | default: user.traits.c }}'

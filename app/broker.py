@@ -141,7 +141,13 @@ async def create_topics(bootstrap: str, specs: list[TopicSpec], timeout: float =
         missing = [spec for spec in specs if spec.name not in existing]
         if missing:
             new = [
-                NewTopic(s.name, num_partitions=s.partitions, replication_factor=1) for s in missing
+                NewTopic(
+                    s.name,
+                    num_partitions=s.partitions,
+                    replication_factor=1,
+                    topic_configs=dict(s.config),
+                )
+                for s in missing
             ]
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(new)

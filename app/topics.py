@@ -7,7 +7,8 @@ including Faust's changelog and assignor topics, has the same partition count
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from app.settings import Settings
 
@@ -35,10 +36,17 @@ TABLE_TIMERS = "timers"
 TABLES = (TABLE_IDENTITY, TABLE_PROFILES, TABLE_TIMERS)
 
 
+#: The written-back changelogs hold many keys per record under keys unique per record
+#: (docs/throughput.md): compaction would free nothing, and time-based deletion would lose state.
+CHANGELOG_CONFIG: Mapping[str, str] = {"cleanup.policy": "delete", "retention.ms": "-1"}
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
     partitions: int
+    #: Topic configs to create it with (the broker's defaults for the rest).
+    config: Mapping[str, str] = field(default_factory=dict)
 
 
 def topic_name(settings: Settings, short: str) -> str:
@@ -49,6 +57,9 @@ def all_topics(settings: Settings) -> list[TopicSpec]:
     """Every topic a worker needs before it starts: ours, the changelogs, Faust's assignor."""
     n = settings.partitions
     names = [topic_name(settings, short) for short in (*INPUTS, IDENTITY, USERS, DLQ, TRIGGERS)]
-    names += [f"{settings.app_id}-{table}-changelog" for table in TABLES]
-    names.append(f"{settings.app_id}-__assignor-__leader")
-    return [TopicSpec(name, n) for name in names]
+    specs = [TopicSpec(name, n) for name in names]
+    specs += [
+        TopicSpec(f"{settings.app_id}-{table}-changelog", n, CHANGELOG_CONFIG) for table in TABLES
+    ]
+    specs.append(TopicSpec(f"{settings.app_id}-__assignor-__leader", n))
+    return specs

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from app.settings import Settings
-from app.topics import TABLES, all_topics
+from app.topics import CHANGELOG_CONFIG, TABLES, all_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -247,6 +247,8 @@ def test_written_back_changelogs_are_kept_forever(
     args = topic_commands[topic]
     configs = [args[i + 1] for i, arg in enumerate(args) if arg == "--config"]
     assert configs == ["cleanup.policy=delete", "retention.ms=-1"]
+    # As a worker creates them where they are missing (app/topics.py).
+    assert configs == [f"{key}={value}" for key, value in CHANGELOG_CONFIG.items()]
 
 
 def test_worker_and_topic_init_use_the_kafka_advertised_plaintext_listener(

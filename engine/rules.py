@@ -460,7 +460,10 @@ def _absorb_timers(state: UserState, record: Any, book: RuleBook, outcome: Outco
         if timer["kind"] == "score":
             continue
         current = mine.get(timer_id)
-        if current is None or timer["armed"] > current["armed"]:
+        if current is None or (timer["armed"], timer["cause"]) > (
+            current["armed"],
+            current["cause"],
+        ):
             put(state, timer_id, timer, outcome.timers)
     for rule_id, seen in absorbed.get("cancels", {}).items():
         item = book.enabled.get(rule_id)
@@ -476,7 +479,9 @@ def _absorb_timers(state: UserState, record: Any, book: RuleBook, outcome: Outco
         return
     as_of = int(merged[1])
     causes = [c for c in (state.get("score_cause"), absorbed.get("score_cause")) if c]
-    cause = max(causes, key=lambda c: c[0]) if causes else [as_of, record["id"], MERGE_ENTRY]
+    cause = (
+        max(causes, key=lambda c: (c[0], c[1])) if causes else [as_of, record["id"], MERGE_ENTRY]
+    )
     state["score_cause"] = cause
     for item in book.score_rules:
         when = item.rule.when
@@ -573,10 +578,15 @@ def _timer_line(rule: Rule, timer: Timer, book: RuleBook) -> str:
 MERGE_ENTRY = "Profile Merged"
 
 
-def _armed_later(state: UserState, timer_id: str, now: int) -> bool:
-    """Whether the user's timer `timer_id` was armed by a later event than the one at `now`."""
+def _armed_later(state: UserState, timer_id: str, now: int, cause: str) -> bool:
+    """Whether the user's timer `timer_id` was armed by a later record than `cause` at `now`.
+
+    Records are ordered by event time, then by id: two records of one person at the same
+    millisecond, under two ids, may be applied in either order live, and the replay applies them
+    in the file's; either way the same one arms the timer.
+    """
     current = state.get("timers", {}).get(timer_id)
-    return current is not None and current["armed"] > now
+    return current is not None and (current["armed"], current["cause"]) > (now, cause)
 
 
 def _maintain_timers(
@@ -626,14 +636,15 @@ def _maintain_timers(
             timer_id = absence_id(rule.id, match)
             # Out of event-time order (another partition's records came first): a cancelling
             # event already seen, or a timer armed by a later event, wins.
-            if not cancelled_earlier(state, armed) and not _armed_later(state, timer_id, now):
+            later = _armed_later(state, timer_id, now, record["id"])
+            if not cancelled_earlier(state, armed) and not later:
                 put(state, timer_id, armed, outcome.timers)
     if behavioural:
         for item in book.inactive_by(entry):
             assert item.delay_ms is not None
             if item.where(props):
                 timer_id = inactive_id(item.rule.id)
-                if not _armed_later(state, timer_id, now):
+                if not _armed_later(state, timer_id, now, record["id"]):
                     put(
                         state,
                         timer_id,
@@ -647,15 +658,29 @@ def _maintain_timers(
         # What re-arms score timers last; a merge that first takes the score above a threshold
         # names it, as the replay, which applies the visitor's history first, does.
         cause = state.get("score_cause")
-        if cause is None or cause[0] <= now:
+        if cause is None or (cause[0], cause[1]) <= (now, record["id"]):
             state["score_cause"] = [now, record["id"], entry]
+    latest = state.get("score_cause") or [now, record["id"], entry]
+    # The score as of the user's latest record: an older record applied late (out of order)
+    # must not put the crossing before what later records already added.
+    merged = state.get("score")
+    at = max(now, int(merged[1])) if merged else now
+    value = ctx.score if at == now else score.value_at(merged, at, half_life)
     for item in book.score_rules:
         when = item.rule.when
         assert isinstance(when, ScoreEntry)
         timer_id = score_id(item.rule.id)
-        crossing = crossing_ms(ctx.score, now, when.score_below, half_life)
+        crossing = crossing_ms(value, at, when.score_below, half_life)
         if crossing is not None:  # above the threshold: due when decay takes it below
-            put(state, timer_id, timer(item, "score", crossing, {}), outcome.timers)
+            armed = timer(item, "score", crossing, {})
+            if latest[1] != record["id"]:
+                # A record older than the user's latest (another id's records came first): the
+                # timer stays named after the latest, as the replay, in time order, names it.
+                current = state.get("timers", {}).get(timer_id)
+                kept = current is not None and current["cause"] == latest[1]
+                armed["armed"], armed["cause"], armed["cause_event"] = latest
+                armed["props"] = current["props"] if current is not None and kept else {}
+            put(state, timer_id, armed, outcome.timers)
             continue
         pending = drop(state, timer_id, outcome.timers)
         if pending is not None:

@@ -536,6 +536,25 @@ def test_an_event_raising_the_score_moves_its_timer_later() -> None:
     assert at_old_crossing.timers.set == [(later, timer_id)]
 
 
+@pytest.mark.parametrize("late", [DAY_MS, 0], ids=["older event", "same millisecond"])
+def test_an_earlier_event_applied_last_does_not_rename_the_timers(late: int) -> None:
+    """Live, a person's events under two ids may be applied out of order; the replay applies
+    them in time order (in the file's order within a millisecond). The timers they leave are
+    named the same either way: after the later event, by time and then by id, and due when the
+    score both events made decays below the threshold. (A score timer named after an event
+    applied earlier keeps no properties of it: they are not in the state.)"""
+    timers = []
+    for order in (["m1", "m2"], ["m2", "m1"]):
+        user = User(book(SCORING, REENGAGE, INACTIVE))
+        for rid in order:
+            ts = T0 + late if rid == "m2" else T0
+            user.feed(track(rid, ts, "Order Completed"))
+        timers.append(user.timers)
+    assert timers[0] == timers[1]
+    for timer_id in (score_id("reengage_low_score"), inactive_id("inactive_24h")):
+        assert timers[0][timer_id]["cause"] == "m2"
+
+
 def test_an_event_taking_the_score_below_fires_at_once_and_removes_the_timer() -> None:
     user = User(book(SCORING, REENGAGE))
     user.feed(track("m1", T0, "Order Completed"))

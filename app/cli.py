@@ -308,8 +308,8 @@ def _replay(args: argparse.Namespace) -> int:
             for line in trigger["data"]["explanation"]["conditions"]:
                 print(f"    {line}")
     for held in result.suppressed:
-        if args.json:
-            print(json.dumps({"suppressed": held.as_dict()}))
+        if args.json:  # stdout holds CloudEvents only, as `kairos triggers --json` prints them
+            print(json.dumps({"suppressed": held.as_dict()}), file=sys.stderr)
         else:
             print(
                 f"suppressed ({held.reason})  {held.type}  user={held.user_id}  rule={held.rule_id}"

@@ -384,7 +384,8 @@ def profile_view(
         "trait_sources": sources,
         "recent_items": recent,
         "counts": counts,
-        "engagement_score": None if engagement is None else round(engagement, 3),
+        # + 0.0: a negative score decayed to nothing rounds to -0.0, which JSON prints as such.
+        "engagement_score": None if engagement is None else round(engagement, 3) + 0.0,
         "pending_timers": [
             {
                 "rule": t["rule"],

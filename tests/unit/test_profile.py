@@ -647,3 +647,10 @@ def test_profile_view_of_a_profile_without_activity() -> None:
 def test_profile_view_of_a_merged_profile_points_to_the_user() -> None:
     redirect = apply_record(anonymous_visit(), merge(), CONFIG).state
     assert profile_view(redirect, T0) == {"user_id": ANON, "merged_into": USER}
+
+
+def test_a_negative_score_decayed_to_nothing_shows_as_zero_not_minus_zero() -> None:
+    state = new_state("u")
+    state["score"] = [-30.0, T0]
+    view = profile_view(state, T0 + 365 * DAY_MS, score_half_life_ms=DAY_MS)
+    assert repr(view["engagement_score"]) == "0.0"

@@ -140,7 +140,7 @@ def by_model(obj: object, default_type: str | None) -> bytes | str:
         return str(exc)
 
 
-@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(events(), st.sampled_from([None, "track", "identify"]))
 def test_the_fast_path_writes_what_the_model_writes(
     obj: dict[str, Any], default: str | None

@@ -75,7 +75,7 @@ def by_liquid(source: str, scope: dict[str, Any]) -> str | type[Exception]:
         return type(err)
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(templates(), scopes)
 def test_a_simple_render_is_liquids_render(source: str, scope: dict[str, Any]) -> None:
     parts = _simple_parts(source)
@@ -88,7 +88,7 @@ def test_a_simple_render_is_liquids_render(source: str, scope: dict[str, Any]) -
         assert not isinstance(liquid, str)  # the fast render steps aside only for errors here
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(templates(), scopes)
 def test_render_content_is_the_same_with_and_without_the_fast_path(
     source: str, scope: dict[str, Any]

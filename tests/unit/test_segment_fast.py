@@ -17,31 +17,15 @@ from schemas.segment import (
     EVENT_TYPES,
     MAX_EVENT_NAME_CHARS,
     PayloadError,
+    SegmentEvent,
     _fast_dict,
     event_dict,
     parse_event,
     to_record,
 )
 
-FIELDS = [
-    "type",
-    "messageId",
-    "userId",
-    "anonymousId",
-    "timestamp",
-    "originalTimestamp",
-    "sentAt",
-    "receivedAt",
-    "context",
-    "integrations",
-    "properties",
-    "traits",
-    "event",
-    "name",
-    "category",
-    "groupId",
-    "previousId",
-]
+#: The model's wire names (its aliases), in its order.
+FIELDS = [field.alias or name for name, field in SegmentEvent.model_fields.items()]
 #: Keys beyond the model's wire names: its attribute names, and extras of any kind.
 OTHER_KEYS = ["message_id", "user_id", "received_at", "writeKey", "version", "Type", ""]
 

@@ -92,4 +92,7 @@ def _describe(error: Any, document: Any) -> str:
         owner = f"{kind} {item_id or f'#{loc[1] + 1}'}: "
         loc = loc[2:]
     message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{owner}{field_path(loc) or 'file'}: {message}"
+    path = field_path(loc)
+    if not path:  # a check of the rule (or segment) as a whole: no field to name
+        return f"{owner}{message}" if owner else f"file: {message}"
+    return f"{owner}{path}: {message}"

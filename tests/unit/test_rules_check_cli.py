@@ -96,6 +96,27 @@ def test_a_bad_field_fails_naming_the_file_the_rule_and_the_field_path(
     assert f"{path}: rule x: if.count.within: count windows are limited to 90d" in err
 
 
+def test_a_problem_of_the_whole_rule_names_the_rule_and_no_field(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path,
+        "timed.yaml",
+        """
+        rules:
+          - id: within_no_unless
+            when: {event: Product Added}
+            within: 30m
+            then: {type: t, channel: email}
+        """,
+    )
+
+    code, _, err = check(capsys, path)
+
+    assert code == 1
+    assert f"{path}: rule within_no_unless: `unless` and `within` go together" in err
+
+
 def test_an_unreachable_condition_fails_the_check(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

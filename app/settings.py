@@ -66,7 +66,11 @@ class Settings(BaseSettings):
         description="Which broker is behind KAIROS_BROKER. `tansu` (the embedded broker) "
         "turns on the short fetch wait it needs.",
     )
-    app_id: str = Field(default="kairos", description="Faust app id (consumer group).")
+    app_id: str = Field(
+        default="kairos",
+        description="Faust app id (consumer group; starts the changelog topics' names, so "
+        "[A-Za-z0-9._-] only).",
+    )
     topic_prefix: str = Field(
         default="kairos", description="Prefix of every topic name ([A-Za-z0-9._-] only)."
     )
@@ -139,7 +143,8 @@ class Settings(BaseSettings):
     def _check_canonical_url(cls, value: str | None) -> str | None:
         return _valid(value, canonical_url_problem) if value else value
 
-    @field_validator("topic_prefix")
+    # The app id starts the changelog topics' names (`<app_id>-profiles-changelog`).
+    @field_validator("topic_prefix", "app_id")
     @classmethod
     def _check_topic_prefix(cls, value: str) -> str:
         return _valid(value, topic_prefix_problem)

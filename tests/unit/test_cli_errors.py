@@ -50,6 +50,7 @@ def test_an_invalid_setting_names_its_variable_and_what_it_got() -> None:
         ("canonical_url", "ftp://worker:6066"),
         ("topic_prefix", "a b"),
         ("topic_prefix", "kairos/test"),
+        ("app_id", "my app"),
     ],
 )
 def test_a_broker_url_canonical_url_or_topic_prefix_of_the_wrong_form_is_invalid(
@@ -71,6 +72,7 @@ def test_a_broker_url_canonical_url_or_topic_prefix_of_the_wrong_form_is_invalid
         ("canonical_url", "http://worker-1:6066"),
         ("canonical_url", "https://kairos.example.com/api"),
         ("topic_prefix", "kairos-staging_2.eu"),
+        ("app_id", "kairos-staging_2.eu"),
     ],
 )
 def test_the_documented_forms_of_these_settings_are_valid(field: str, value: str) -> None:

@@ -7,7 +7,7 @@ malformed payload ever produces. Size limits are only exported here; the HTTP la
 them on raw bytes. Identity normalization (trimming, lower-casing) lives in `engine/`.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Container, Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Self
 
@@ -194,6 +194,23 @@ def _to_text(value: object) -> str | None:
     raise _invalid("must be a string")
 
 
+def _missing_for_type(kind: str, given: Container[str]) -> tuple[str, str] | None:
+    """The field an event of type `kind` lacks and why, or None; `given` holds the wire names of
+    the fields it has (not null)."""
+    if kind == "alias":
+        for field in ("userId", "previousId"):
+            if field not in given:
+                return field, "is required for alias"
+        return None
+    if "userId" not in given and "anonymousId" not in given:
+        return "userId", "userId or anonymousId is required"
+    if kind == "track" and "event" not in given:
+        return "event", "is required for track"
+    if kind == "group" and "groupId" not in given:
+        return "groupId", "is required for group"
+    return None
+
+
 _Id = Annotated[str | None, BeforeValidator(_to_id)]
 _Time = Annotated[datetime | None, BeforeValidator(_to_time)]
 _Object = Annotated[dict[str, Any] | None, BeforeValidator(_to_object)]
@@ -230,18 +247,14 @@ class SegmentEvent(BaseModel):
 
     @model_validator(mode="after")
     def _check_required_for_type(self) -> Self:
-        if self.type == "alias":
-            if self.user_id is None:
-                raise _invalid("is required for alias", field="userId")
-            if self.previous_id is None:
-                raise _invalid("is required for alias", field="previousId")
-            return self
-        if self.user_id is None and self.anonymous_id is None:
-            raise _invalid("userId or anonymousId is required", field="userId")
-        if self.type == "track" and self.event is None:
-            raise _invalid("is required for track", field="event")
-        if self.type == "group" and self.group_id is None:
-            raise _invalid("is required for group", field="groupId")
+        given = {
+            field.alias or name
+            for name, field in type(self).model_fields.items()
+            if getattr(self, name) is not None
+        }
+        missing = _missing_for_type(self.type, given)
+        if missing is not None:
+            raise _invalid(missing[1], field=missing[0])
         return self
 
     @field_serializer(
@@ -376,29 +389,35 @@ def to_record(event: SegmentEvent) -> dict[str, Any]:
     return event.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+def _time_text(value: object) -> str | None:
+    """A time field as `to_record` writes it."""
+    moment = _to_time(value)
+    return None if moment is None else _format_time(moment)
+
+
 #: The model's fields by wire name, in its order (the order `to_record` writes them), each with
-#: what the fast path does with a value: "id", "time", "object", "name", "text" or "type".
-_FIELD_KINDS: dict[str, str] = {
-    "type": "type",
-    "messageId": "id",
-    "userId": "id",
-    "anonymousId": "id",
-    "timestamp": "time",
-    "originalTimestamp": "time",
-    "sentAt": "time",
-    "receivedAt": "time",
-    "context": "object",
-    "integrations": "object",
-    "properties": "object",
-    "traits": "object",
-    "event": "name",
-    "name": "text",
-    "category": "text",
-    "groupId": "id",
-    "previousId": "id",
+#: the check its model field runs first (its `BeforeValidator`), giving the value as written.
+_FIELD_CHECKS: dict[str, Callable[[object], object]] = {
+    "type": _to_type,
+    "messageId": _to_id,
+    "userId": _to_id,
+    "anonymousId": _to_id,
+    "timestamp": _time_text,
+    "originalTimestamp": _time_text,
+    "sentAt": _time_text,
+    "receivedAt": _time_text,
+    "context": _to_object,
+    "integrations": _to_object,
+    "properties": _to_object,
+    "traits": _to_object,
+    "event": _to_event_name,
+    "name": _to_text,
+    "category": _to_text,
+    "groupId": _to_id,
+    "previousId": _to_id,
 }
 #: Keys the fast path leaves to the model: a model attribute's own name given as a key.
-_ATTRIBUTE_NAMES = frozenset(SegmentEvent.model_fields) - frozenset(_FIELD_KINDS)
+_ATTRIBUTE_NAMES = frozenset(SegmentEvent.model_fields) - frozenset(_FIELD_CHECKS)
 
 
 def event_dict(obj: object, *, where: str = "", default_type: str | None = None) -> dict[str, Any]:
@@ -425,47 +444,20 @@ def _fast_dict(obj: dict[str, Any], default_type: str | None) -> dict[str, Any] 
     fields: dict[str, Any] = {"type": kind}
     extras: dict[str, Any] = {}
     for key, value in obj.items():
-        how = _FIELD_KINDS.get(key)
-        if how is None:
+        check = _FIELD_CHECKS.get(key)
+        if check is None:
             if value is None or key in _ATTRIBUTE_NAMES or type(key) is not str:
                 return None
             extras[key] = value
-            continue
-        if value is None or how == "type":
-            continue
-        if how == "id":
-            if type(value) is str:
-                if not value.strip():
-                    continue
-            elif type(value) is int:
-                value = str(value)
-            else:
-                return None
-        elif how == "time":
-            if type(value) is not str:
-                return None
+        elif value is not None:
             try:
-                value = _format_time(parse_time(value))
-            except ValueError:
+                checked = check(value)
+            except PydanticCustomError:
                 return None
-        elif how == "object":
-            if type(value) is not dict or too_deep(value):
-                return None
-        elif how == "name":
-            if type(value) is not str or not value.strip() or len(value) > MAX_EVENT_NAME_CHARS:
-                return None
-        elif type(value) is not str:  # text
-            return None
-        fields[key] = value
-    if kind == "alias":
-        if "userId" not in fields or "previousId" not in fields:
-            return None
-    elif (
-        ("userId" not in fields and "anonymousId" not in fields)
-        or (kind == "track" and "event" not in fields)
-        or (kind == "group" and "groupId" not in fields)
-    ):
+            if checked is not None:
+                fields[key] = checked
+    if _missing_for_type(kind, fields) is not None:
         return None
-    written = {key: fields[key] for key in _FIELD_KINDS if key in fields}
+    written = {key: fields[key] for key in _FIELD_CHECKS if key in fields}
     written.update(extras)
     return written

@@ -35,6 +35,7 @@ from liquid.builtin.expressions import (
     TernaryFilteredExpression,
 )
 from liquid.builtin.expressions.primitive import RangeLiteral
+from liquid.builtin.filters.misc import default as default_filter
 from liquid.exceptions import LiquidError, LiquidValueError, ResourceLimitError
 from liquid.expression import Expression
 from liquid.static_analysis import Segments
@@ -252,8 +253,7 @@ def _render_simple(parts: SimpleParts, scope: Mapping[str, Any]) -> str | None:
     that does not resolve and has no default, which is an error; output or work near a limit).
 
     Liquid resolves a key only in a mapping that holds it (`.size`, `.first` and `.last`, which
-    mean more, are not simple); `default` gives its text for nil, false and empty text, lists
-    and objects, never for a number; values print as Liquid prints them
+    mean more, are not simple); `default` and printing are Liquid's own functions
     (tests/unit/test_templates_simple.py checks both agree on random scopes).
     """
     out: list[str] = []
@@ -273,15 +273,7 @@ def _render_simple(parts: SimpleParts, scope: Mapping[str, Any]) -> str | None:
         work += 1
         if default is not None:
             work += _size(value) + 1
-            if value is UNDEFINED or (
-                (type(value) is not int and type(value) is not float)
-                and (
-                    value is None
-                    or value is False
-                    or (type(value) in (str, list, dict) and not value)
-                )
-            ):
-                value = default
+            value = default if value is UNDEFINED else default_filter(value, default)
         elif value is UNDEFINED:
             return None
         text = to_liquid_string(value, autoescape=False)

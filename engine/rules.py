@@ -37,6 +37,7 @@ from engine.timers import (
     Timer,
     TimerChanges,
     absence_id,
+    armed_order,
     cancelled_earlier,
     crossing_ms,
     drop,
@@ -45,6 +46,7 @@ from engine.timers import (
     indexed_at,
     kept_properties,
     note_cancel,
+    order,
     put,
     reached,
     reindex,
@@ -460,10 +462,7 @@ def _absorb_timers(state: UserState, record: Any, book: RuleBook, outcome: Outco
         if timer["kind"] == "score":
             continue
         current = mine.get(timer_id)
-        if current is None or (timer["armed"], timer["cause"]) > (
-            current["armed"],
-            current["cause"],
-        ):
+        if current is None or armed_order(timer) > armed_order(current):
             put(state, timer_id, timer, outcome.timers)
     for rule_id, seen in absorbed.get("cancels", {}).items():
         item = book.enabled.get(rule_id)
@@ -479,9 +478,7 @@ def _absorb_timers(state: UserState, record: Any, book: RuleBook, outcome: Outco
         return
     as_of = int(merged[1])
     causes = [c for c in (state.get("score_cause"), absorbed.get("score_cause")) if c]
-    cause = (
-        max(causes, key=lambda c: (c[0], c[1])) if causes else [as_of, record["id"], MERGE_ENTRY]
-    )
+    cause = max(causes, key=order) if causes else [as_of, record["id"], MERGE_ENTRY]
     state["score_cause"] = cause
     for item in book.score_rules:
         when = item.rule.when
@@ -579,14 +576,10 @@ MERGE_ENTRY = "Profile Merged"
 
 
 def _armed_later(state: UserState, timer_id: str, now: int, cause: str) -> bool:
-    """Whether the user's timer `timer_id` was armed by a later record than `cause` at `now`.
-
-    Records are ordered by event time, then by id: two records of one person at the same
-    millisecond, under two ids, may be applied in either order live, and the replay applies them
-    in the file's; either way the same one arms the timer.
-    """
+    """Whether the user's timer `timer_id` was armed by a later record (`order`) than `cause`
+    at `now`."""
     current = state.get("timers", {}).get(timer_id)
-    return current is not None and (current["armed"], current["cause"]) > (now, cause)
+    return current is not None and armed_order(current) > (now, cause)
 
 
 def _maintain_timers(
@@ -652,15 +645,13 @@ def _maintain_timers(
                         outcome.timers,
                     )
     half_life = book.score_half_life_ms
-    if half_life is None:
+    if half_life is None or not book.score_rules:
         return
-    if book.score_rules:
-        # What re-arms score timers last; a merge that first takes the score above a threshold
-        # names it, as the replay, which applies the visitor's history first, does.
-        cause = state.get("score_cause")
-        if cause is None or (cause[0], cause[1]) <= (now, record["id"]):
-            state["score_cause"] = [now, record["id"], entry]
-    latest = state.get("score_cause") or [now, record["id"], entry]
+    # What re-arms score timers last; a merge that first takes the score above a threshold names
+    # it, as the replay, which applies the visitor's history first, does.
+    latest = state.get("score_cause")
+    if latest is None or order(latest) <= (now, record["id"]):
+        latest = state["score_cause"] = [now, record["id"], entry]
     # The score as of the user's latest record: an older record applied late (out of order)
     # must not put the crossing before what later records already added.
     merged = state.get("score")
@@ -677,8 +668,8 @@ def _maintain_timers(
                 # A record older than the user's latest (another id's records came first): the
                 # timer stays named after the latest, as the replay, in time order, names it.
                 current = state.get("timers", {}).get(timer_id)
-                kept = current is not None and current["cause"] == latest[1]
                 armed["armed"], armed["cause"], armed["cause_event"] = latest
+                kept = current is not None and current["cause"] == latest[1]
                 armed["props"] = current["props"] if current is not None and kept else {}
             put(state, timer_id, armed, outcome.timers)
             continue

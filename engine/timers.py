@@ -101,6 +101,18 @@ class TimerChanges:
         self.unset += other.unset
 
 
+def order(cause: list[Any]) -> tuple[int, str]:
+    """Which of two records is later, by event time then by id, from `[time, id, ...]`: two
+    events of one person in the same millisecond, sent under two ids, may be applied in either
+    order live, and the replay applies them in its file's; either way the same one wins."""
+    return cause[0], cause[1]
+
+
+def armed_order(timer: Timer) -> tuple[int, str]:
+    """`order` of the record that armed `timer`."""
+    return timer["armed"], timer["cause"]
+
+
 def indexed_at(timer: Timer) -> int:
     return timer.get("indexed", timer["due"])
 

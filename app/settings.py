@@ -44,9 +44,9 @@ def canonical_url_problem(url: str) -> str | None:
     return None
 
 
-def topic_prefix_problem(prefix: str) -> str | None:
-    """Why `prefix` cannot start Kafka topic names."""
-    if _TOPIC_NAME.fullmatch(prefix) is None:
+def topic_name_problem(part: str) -> str | None:
+    """Why `part` (the topic prefix, the app id) cannot start Kafka topic names."""
+    if _TOPIC_NAME.fullmatch(part) is None:
         return "only letters, digits, `.`, `_` and `-`, as in Kafka topic names"
     return None
 
@@ -146,8 +146,8 @@ class Settings(BaseSettings):
     # The app id starts the changelog topics' names (`<app_id>-profiles-changelog`).
     @field_validator("topic_prefix", "app_id")
     @classmethod
-    def _check_topic_prefix(cls, value: str) -> str:
-        return _valid(value, topic_prefix_problem)
+    def _check_topic_name_part(cls, value: str) -> str:
+        return _valid(value, topic_name_problem)
 
     @property
     def broker_url(self) -> str:

@@ -100,6 +100,8 @@ class Drain:
         self.seek_error: BaseException | None = None
         self.delivered: list[int] = []
         self.seeks: list[int] = []  # offsets of the seeks back of one partition
+        #: An action on the consumer before the fetch of the batch of that index.
+        self.before_batch: dict[int, Any] = {}
         self.tp = TP(TOPIC, 1)
 
     async def run(self, on_commit: Any = None) -> Any:
@@ -110,7 +112,14 @@ class Drain:
         fetcher = Service()
         tp = self.tp
 
+        fetches = 0
+
         async def getmany(timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+            nonlocal fetches
+            action = self.before_batch.get(fetches)
+            fetches += 1
+            if action is not None:
+                await action(consumer)
             for offset in self.batches.pop(0) if self.batches else []:
                 yield tp, Message(TOPIC, 1, offset, 0.0, 0, None, None, b"v", None)
 
@@ -168,6 +177,30 @@ def test_a_record_held_across_a_rebalance_is_fetched_again_in_order() -> None:
     assert drain.seeks == [5]
     assert not consumer._gap[drain.tp]
     assert _refetches() == before + 1
+
+
+def test_records_fetched_after_a_rebalance_began_wait_for_its_seek() -> None:
+    """Offsets 10 to 14 are fetched. Before 13 is delivered a rebalance begins: the agents'
+    buffers are dropped (12 with them), and the flow resumes while the worker recovers, before
+    the seek to the committed offset 12. Faust's loop delivered 13 and 14 meanwhile, and 12,
+    fetched again after the seek, came after them: the profiles agent skipped it as applied
+    already. Now no record is delivered until the seek, and 12, 13, 14 follow it in order.
+    """
+    deliver_in_order()
+    drain = Drain([[10, 11, 12, 13, 14], [12, 13, 14]], committed=10, stop_after=6, commit_every=1)
+
+    async def rebalance_before_13(consumer: Any) -> None:
+        if drain.delivered == [10, 11, 12] and drain.committed == 10:
+            consumer.stop_flow()
+            drain.committed = 12  # 10 and 11 were applied; 12 was in a buffer, dropped
+            consumer.resume_flow()  # recovery reads the changelogs with the flow on
+
+    async def seek(consumer: Any) -> None:
+        await consumer.perform_seek()
+
+    drain.before_batch[1] = seek
+    asyncio.run(drain.run(rebalance_before_13))
+    assert drain.delivered == [10, 11, 12, 12, 13, 14]
 
 
 def test_an_offset_a_fetch_skipped_is_fetched_again_not_committed_unread() -> None:

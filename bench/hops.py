@@ -24,11 +24,18 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.broker import EmbeddedBroker
 from bench.ingest import rules_folder
-from bench.throughput import Options, deployment, latency_run, now_ms, workload
+from bench.throughput import (
+    Options,
+    assigned_consumer,
+    deployment,
+    latency_run,
+    now_ms,
+    quantile,
+    workload,
+)
 
 #: The stages in the order an event passes them, by topic.
 STAGES = ("events", "identity", "users", "triggers")
@@ -37,13 +44,9 @@ HOPS = ("events → identity", "identity → users", "users → triggers")
 
 async def _read_to_end(bootstrap: str, topic: str) -> list[Any]:
     """Every record of `topic` up to its end offsets now (workers keep writing ticks)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    await consumer.start()
+    consumer = await assigned_consumer(bootstrap, topic)
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
+        tps = sorted(consumer.assignment())
         ends = await consumer.end_offsets(tps)
         records: list[Any] = []
         while True:
@@ -51,10 +54,8 @@ async def _read_to_end(bootstrap: str, topic: str) -> list[Any]:
             if all(positions[tp] >= ends[tp] for tp in tps):
                 return records
             batch = await consumer.getmany(timeout_ms=200)
-            for messages in batch.values():
-                records.extend(
-                    m for m in messages if m.offset < ends[TopicPartition(m.topic, m.partition)]
-                )
+            for tp, messages in batch.items():
+                records.extend(m for m in messages if m.offset < ends[tp])
     finally:
         await consumer.stop()
 
@@ -86,15 +87,11 @@ def sent_times(bootstrap: str, topic_of: dict[str, str], prefix: str) -> dict[st
 
 def quantiles(samples: list[float]) -> dict[str, float | int | None]:
     ordered = sorted(samples)
-
-    def at(q: float) -> float | None:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
-
     return {
         "n": len(ordered),
-        "p50_ms": at(0.5),
-        "p90_ms": at(0.9),
-        "p99_ms": at(0.99),
+        "p50_ms": quantile(ordered, 0.5),
+        "p90_ms": quantile(ordered, 0.9),
+        "p99_ms": quantile(ordered, 0.99),
         "max_ms": ordered[-1] if ordered else None,
     }
 

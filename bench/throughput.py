@@ -480,7 +480,7 @@ async def latency_run(
     return _latency(rate, len(messages), seconds, timed), lines
 
 
-def _quantile(samples: list[float], q: float) -> float | None:
+def quantile(samples: list[float], q: float) -> float | None:
     """The `q` quantile of sorted samples (nearest rank), in ms rounded to 0.1."""
     return round(samples[min(len(samples) - 1, int(q * len(samples)))], 1) if samples else None
 
@@ -492,17 +492,15 @@ def _latency(rate: float, events: int, seconds: float, timed: list[tuple[float, 
     windows: dict[int, list[float]] = {}
     for at, latency in timed:
         windows.setdefault(int((at - start) // 5), []).append(latency)
-    by_5s = [
-        _quantile(sorted(windows.get(i, [])), 0.5) for i in range(max(windows, default=-1) + 1)
-    ]
+    by_5s = [quantile(sorted(windows.get(i, [])), 0.5) for i in range(max(windows, default=-1) + 1)]
     return Latency(
         offered_per_second=round(rate, 1),
         achieved_per_second=round(events / seconds, 1) if seconds else 0.0,
         seconds=round(seconds, 2),
         events=events,
         samples=len(samples),
-        p50_ms=_quantile(samples, 0.50),
-        p99_ms=_quantile(samples, 0.99),
+        p50_ms=quantile(samples, 0.50),
+        p99_ms=quantile(samples, 0.99),
         max_ms=round(samples[-1], 1) if samples else None,
         p50_ms_by_5s=by_5s,
     )

@@ -28,6 +28,7 @@ from app.consumer_gaps import (
 )
 from app.fetch_wait import limit_fetch_wait
 from app.metrics import CONSUMER_STALLS
+from app.partition_pause import pause_in_client
 from app.rule_files import load_rulebook
 from app.settings import get_settings
 
@@ -41,6 +42,7 @@ _tansu = settings.broker_kind == "tansu"
 limit_fetch_wait(settings.fetch_max_wait_ms or (20 if _tansu else 1500))
 watch_gaps(expected=settings.processing_guarantee == "exactly_once")
 deliver_in_order()
+pause_in_client()
 
 app = faust.App(
     settings.app_id,

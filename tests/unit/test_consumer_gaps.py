@@ -11,6 +11,7 @@ from typing import Any
 
 import faust
 import pytest
+from aiokafka.errors import IllegalStateError
 from faust.transport.consumer import Consumer
 from faust.types import TP, Message
 from intervaltree import IntervalTree
@@ -98,6 +99,8 @@ class Drain:
         self.commit_every = commit_every
         #: Raised by the scripted seek, as the consumer's thread may hand back.
         self.seek_error: BaseException | None = None
+        #: Raised once by the scripted seek to the committed offsets.
+        self.committed_error: BaseException | None = None
         self.delivered: list[int] = []
         self.seeks: list[int] = []  # offsets of the seeks back of one partition
         #: An action on the consumer before the fetch of the batch of that index.
@@ -130,6 +133,9 @@ class Drain:
                 await fetcher.stop()
 
         async def seek_to_committed() -> dict[TP, int]:
+            error, self.committed_error = self.committed_error, None
+            if error is not None:
+                raise error
             return {tp: self.committed}
 
         async def seek_wait(partitions: dict[TP, int]) -> None:
@@ -194,6 +200,33 @@ def test_records_fetched_after_a_rebalance_began_wait_for_its_seek() -> None:
             consumer.stop_flow()
             drain.committed = 12  # 10 and 11 were applied; 12 was in a buffer, dropped
             consumer.resume_flow()  # recovery reads the changelogs with the flow on
+
+    async def seek(consumer: Any) -> None:
+        await consumer.perform_seek()
+
+    drain.before_batch[1] = seek
+    asyncio.run(drain.run(rebalance_before_13))
+    assert drain.delivered == [10, 11, 12, 12, 13, 14]
+
+
+def test_a_seek_that_fails_during_a_rebalance_is_not_the_seek_records_wait_for() -> None:
+    """As above, but while the flow is stopped Faust's fetcher asks for a seek of its own, and
+    it fails: a partition was assigned away meanwhile. Faust logs that and goes on ("exception
+    performing seek when flow not active"). Taken for the rebalance's seek, it let 13 and 14,
+    fetched before the real seek, meet the next offset of before the rebalance: 12 was then
+    skipped as applied already. Now records still wait for a seek that succeeds.
+    """
+    deliver_in_order()
+    drain = Drain([[10, 11, 12, 13, 14], [12, 13, 14]], committed=10, stop_after=6, commit_every=1)
+
+    async def rebalance_before_13(consumer: Any) -> None:
+        if drain.delivered == [10, 11, 12] and drain.committed == 10:
+            consumer.stop_flow()
+            drain.committed = 12
+            drain.committed_error = IllegalStateError("No current assignment for partition")
+            with pytest.raises(IllegalStateError):
+                await consumer.perform_seek()  # what Faust's getmany does with the flow stopped
+            consumer.resume_flow()
 
     async def seek(consumer: Any) -> None:
         await consumer.perform_seek()

@@ -1,9 +1,8 @@
 """Ingest agents: validate input topics, dead-letter what is bad, re-key the rest.
 
 Segment events go on to `kairos.identity`, in envelopes per partition of their identity key (see
-agents/envelopes.py), except those whose owner the identity table cannot change (a userId and no
-anonymousId, `engine.identity.needs_links`): they go straight to `kairos.users`, saving a hop.
-CRM records and profile updates carry a user id and go straight to `kairos.users` too.
+agents/envelopes.py); CRM records and profile updates carry a user id and go straight to
+`kairos.users`.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ from app.faust_app import (
 from app.intake import Rejected, crm_record, event_records, profile_update_record
 from app.metrics import BATCH_SECONDS, EVENTS_INGESTED
 from app.topics import CRM, EVENTS, PROFILES
-from engine.identity import needs_links
 from engine.records import EventRecord, TraitsRecord
 
 log = logging.getLogger(__name__)
@@ -45,19 +43,15 @@ def _received_ms(event: EventT[Any]) -> int:
 async def ingest_events(stream: StreamT[Any]) -> None:
     async for batch in batches(stream):
         started = time.perf_counter()
-        to_identity = Envelopes(identity_topic, settings.partitions)
-        to_users = Envelopes(users_topic, settings.partitions)
+        out = Envelopes(identity_topic, settings.partitions)
         for event in batch:
             for record in _event_records(event):
                 if isinstance(record, Rejected):
                     await dead_letter(event, EVENTS, record.code, record.reason)
                     continue
                 EVENTS_INGESTED.labels(type=record["event"]["type"]).inc()
-                # Its identity key is then its user key: the identity stage would send the same
-                # record on unchanged, and all of one identity's records keep taking one path.
-                (to_identity if needs_links(record["event"]) else to_users).add(record)
-        await to_identity.send()
-        await to_users.send()
+                out.add(record)
+        await out.send()
         BATCH_SECONDS.labels(stage="ingest").observe(time.perf_counter() - started)
 
 

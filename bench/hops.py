@@ -6,17 +6,17 @@
 Starts its own embedded broker and one Kairos worker (the example rules plus `--rules` generated
 ones), optionally offers 20 events/s for `--warm-up` seconds, then offers one event per message
 at `--rate` for `--seconds`. Every record carries the Kafka timestamp its sender gave it; the
-records of each event are found by its id on `kairos.events`, `kairos.identity` (which an event
-with a userId alone skips), `kairos.users` and `kairos.triggers`, so each hop's time is the next
-stage's send minus the previous one's. Prints p50/p90/p99/max per hop and end to end (and the
-end-to-end figures as `bench.throughput` measures them, at the trigger consumer), and writes
-`bench/results/hops.json`.
+records of each event are found by its id on `kairos.events`, `kairos.identity`,
+`kairos.users` and `kairos.triggers`, so each hop's time is the next stage's send minus the
+previous one's. Prints p50/p90/p99/max per hop and end to end (and the end-to-end figures as
+`bench.throughput` measures them, at the trigger consumer), and writes `bench/results/hops.json`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import tempfile
 import time
@@ -37,15 +37,9 @@ from bench.throughput import (
     workload,
 )
 
-#: The stages in the order an event passes them, by topic. An event with a userId alone skips
-#: `kairos.identity` (engine.identity.needs_links): its first hop is then events → users.
+#: The stages in the order an event passes them, by topic.
 STAGES = ("events", "identity", "users", "triggers")
-HOPS = {
-    "events → identity": ("events", "identity"),
-    "identity → users": ("identity", "users"),
-    "events → users": ("events", "users"),
-    "users → triggers": ("users", "triggers"),
-}
+HOPS = ("events → identity", "identity → users", "users → triggers")
 
 
 async def _read_to_end(bootstrap: str, topic: str) -> list[Any]:
@@ -103,17 +97,12 @@ def quantiles(samples: list[float]) -> dict[str, float | int | None]:
 
 
 def per_hop(times: dict[str, dict[str, int]]) -> dict[str, dict[str, float | int | None]]:
-    """Quantiles of each hop and of the whole way, over the events that reached a trigger.
-
-    "events → users" counts only the events that skipped the identity stage.
-    """
-    complete = [t for t in times.values() if all(s in t for s in ("events", "users", "triggers"))]
-    figures = {}
-    for hop, (a, b) in HOPS.items():
-        taken = [t for t in complete if a in t and b in t]
-        if hop == "events → users":
-            taken = [t for t in taken if "identity" not in t]
-        figures[hop] = quantiles([float(t[b] - t[a]) for t in taken])
+    """Quantiles of each hop and of the whole way, over the events that reached a trigger."""
+    complete = [t for t in times.values() if all(stage in t for stage in STAGES)]
+    figures = {
+        hop: quantiles([float(t[b] - t[a]) for t in complete])
+        for hop, (a, b) in zip(HOPS, itertools.pairwise(STAGES), strict=True)
+    }
     figures["end to end"] = quantiles([float(t["triggers"] - t["events"]) for t in complete])
     return figures
 

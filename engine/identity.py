@@ -81,15 +81,6 @@ class Resolution:
     merge_from: str | None = None
 
 
-def needs_links(event: dict[str, object]) -> bool:
-    """Whether attributing the event (ids normalized) depends on the identity table.
-
-    A call with a userId and no anonymousId (not an alias) belongs to that user whatever the
-    table holds, and links nothing: its record can skip the identity stage.
-    """
-    return event.get("type") == "alias" or not event.get("userId") or bool(event.get("anonymousId"))
-
-
 def resolve(event: dict[str, object], linked_user: str | None) -> Resolution:
     """Attribute an event (ids normalized) given the user its identity key is linked to, if any.
 
@@ -99,15 +90,15 @@ def resolve(event: dict[str, object], linked_user: str | None) -> Resolution:
     - A call with only an `anonymousId` belongs to the linked user, else to the anonymous profile.
     - A call with a `userId` belongs to that user.
     """
-    if not needs_links(event):
-        return Resolution(str(event["userId"]))
     user_id = event.get("userId")
-    if event.get("type") != "alias" and not user_id:
-        return Resolution(linked_user or anonymous_key(str(event["anonymousId"])))
-    user = str(user_id)
-    linked_field = "previousId" if event.get("type") == "alias" else "anonymousId"
-    anonymous = str(event[linked_field])
-    if linked_user == user:
-        return Resolution(user)
-    merge_from = anonymous_key(anonymous) if linked_user is None else None
-    return Resolution(user, link=user, merge_from=merge_from)
+    if event.get("type") == "alias" or (user_id and event.get("anonymousId")):
+        user = str(user_id)
+        linked_field = "previousId" if event.get("type") == "alias" else "anonymousId"
+        anonymous = str(event[linked_field])
+        if linked_user == user:
+            return Resolution(user)
+        merge_from = anonymous_key(anonymous) if linked_user is None else None
+        return Resolution(user, link=user, merge_from=merge_from)
+    if user_id:
+        return Resolution(str(user_id))
+    return Resolution(linked_user or anonymous_key(str(event["anonymousId"])))

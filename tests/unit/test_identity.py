@@ -7,8 +7,6 @@ import unicodedata
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from engine.identity import (
     ANONYMOUS_PREFIX,
@@ -18,7 +16,6 @@ from engine.identity import (
     anonymous_key,
     identity_key,
     is_anonymous_key,
-    needs_links,
     normalize_id,
     resolve,
 )
@@ -177,38 +174,3 @@ def test_an_alias_links_its_previous_id_not_its_anonymous_id() -> None:
         "userId": "u1",
     }
     assert resolve(event, None).merge_from == "anon:a1"
-
-
-# --- needs_links ----------------------------------------------------------------------------------
-
-
-def test_only_a_call_with_a_user_id_alone_needs_no_links() -> None:
-    assert not needs_links(track(userId="u1"))
-    assert not needs_links({"type": "identify", "userId": "u1", "anonymousId": ""})
-    assert needs_links(track(anonymousId="a1"))
-    assert needs_links(track(anonymousId="a1", userId="u1"))
-    assert needs_links({"type": "alias", "previousId": "u0", "userId": "u1"})
-
-
-_IDS = st.one_of(st.none(), st.sampled_from(["", "u1", "u2", "a1"]))
-
-
-@given(
-    kind=st.sampled_from(["track", "page", "identify", "alias", "group", "screen"]),
-    user_id=_IDS,
-    anonymous_id=_IDS,
-    previous_id=_IDS,
-    linked_user=st.one_of(st.none(), st.sampled_from(["u1", "u2", "u3"])),
-)
-def test_an_event_that_needs_no_links_belongs_to_its_identity_key_whatever_the_table_holds(
-    kind: str,
-    user_id: str | None,
-    anonymous_id: str | None,
-    previous_id: str | None,
-    linked_user: str | None,
-) -> None:
-    # The ingest stage sends such a record straight to its user: this is what makes that safe.
-    ids = {"userId": user_id, "anonymousId": anonymous_id, "previousId": previous_id}
-    event: dict[str, object] = {"type": kind, **{k: v for k, v in ids.items() if v is not None}}
-    if not needs_links(event):
-        assert resolve(event, linked_user) == Resolution(identity_key(event))

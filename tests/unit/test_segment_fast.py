@@ -11,6 +11,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strategies import json_values
 from workloads import mixed_items
 
 from schemas.segment import (
@@ -30,19 +31,8 @@ FIELDS = [field.alias or name for name, field in SegmentEvent.model_fields.items
 #: Keys beyond the model's wire names: its attribute names, and extras of any kind.
 OTHER_KEYS = ["message_id", "user_id", "received_at", "writeKey", "version", "Type", ""]
 
-json_leaf = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(-(2**63), 2**63 - 1),
-    st.floats(allow_nan=False, allow_infinity=False),
-    st.text(max_size=8),
-)
-json_value = st.recursive(
-    json_leaf,
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
-    ),
-    max_leaves=10,
+json_value = json_values(
+    strings=st.text(max_size=8), keys=st.text(max_size=4), items=3, max_leaves=10
 )
 times = st.sampled_from(
     [

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strategies import json_values
 
 from engine.templates import (
     Content,
@@ -25,19 +26,9 @@ from engine.templates import (
 KEYS = ["name", "first_name", "traits", "properties", "product_id", "score", "size", "id", "x_1"]
 PATH_KEYS = [key for key in KEYS if key != "size"]
 
-json_leaf = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(-(2**63), 2**63 - 1),
-    st.floats(allow_nan=False, allow_infinity=False),
-    st.sampled_from(["", " ", "Ann", "0", "false", "<b>", "é"]),
-    st.text(max_size=5),
-)
-json_value = st.recursive(
-    json_leaf,
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=4)
-    ),
+json_value = json_values(
+    strings=st.sampled_from(["", " ", "Ann", "0", "false", "<b>", "é"]) | st.text(max_size=5),
+    keys=st.sampled_from(KEYS),
     max_leaves=12,
 )
 scopes = st.fixed_dictionaries(

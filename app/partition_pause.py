@@ -28,22 +28,22 @@ def pause_in_client() -> None:
     consumer = faust_aiokafka.Consumer
     pause = getattr(consumer, "_kairos_original_pause", consumer.pause_partitions)
     resume = getattr(consumer, "_kairos_original_resume", consumer.resume_partitions)
-
-    def pause_partitions(self: Any, tps: Iterable[TP]) -> None:
-        partitions = ensure_TPset(tps)
-        pause(self, partitions)
-        _mirror(self, {tp for tp in partitions if self._is_changelog_tp(tp)}, paused=True)
-
-    def resume_partitions(self: Any, tps: Iterable[TP]) -> None:
-        partitions = ensure_TPset(tps)
-        resume(self, partitions)
-        _mirror(self, {tp for tp in partitions if self._is_changelog_tp(tp)}, paused=False)
-
     # Set with setattr: a monkeypatch of a class mypy knows the methods of.
     setattr(consumer, "_kairos_original_pause", pause)  # noqa: B010
     setattr(consumer, "_kairos_original_resume", resume)  # noqa: B010
-    setattr(consumer, "pause_partitions", pause_partitions)  # noqa: B010
-    setattr(consumer, "resume_partitions", resume_partitions)  # noqa: B010
+    setattr(consumer, "pause_partitions", _mirrored(pause, paused=True))  # noqa: B010
+    setattr(consumer, "resume_partitions", _mirrored(resume, paused=False))  # noqa: B010
+
+
+def _mirrored(faust_method: Any, paused: bool) -> Any:
+    """Faust's pause or resume, then the same for its changelog partitions in the client."""
+
+    def method(self: Any, tps: Iterable[TP]) -> None:
+        partitions = ensure_TPset(tps)
+        faust_method(self, partitions)
+        _mirror(self, {tp for tp in partitions if self._is_changelog_tp(tp)}, paused=paused)
+
+    return method
 
 
 def _mirror(faust_consumer: Any, partitions: set[TP], paused: bool) -> None:

@@ -185,6 +185,31 @@ def test_a_record_held_across_a_rebalance_is_fetched_again_in_order() -> None:
     assert _refetches() == before + 1
 
 
+def _rebalance_before_13(failed_seek: bool) -> list[int]:
+    """Offsets 10 to 14 are fetched; before 13 is delivered a rebalance begins, and the flow
+    resumes before its seek (fetched before the next batch). With `failed_seek`, Faust's fetcher
+    asks for a seek of its own while the flow is stopped, and it fails. The offsets delivered."""
+    deliver_in_order()
+    drain = Drain([[10, 11, 12, 13, 14], [12, 13, 14]], committed=10, stop_after=6, commit_every=1)
+
+    async def rebalance(consumer: Any) -> None:
+        if drain.delivered == [10, 11, 12] and drain.committed == 10:
+            consumer.stop_flow()
+            drain.committed = 12  # 10 and 11 were applied; 12 was in a buffer, dropped
+            if failed_seek:
+                drain.committed_error = IllegalStateError("No current assignment for partition")
+                with pytest.raises(IllegalStateError):
+                    await consumer.perform_seek()  # what Faust's getmany does, flow stopped
+            consumer.resume_flow()  # recovery reads the changelogs with the flow on
+
+    async def seek(consumer: Any) -> None:
+        await consumer.perform_seek()
+
+    drain.before_batch[1] = seek
+    asyncio.run(drain.run(rebalance))
+    return drain.delivered
+
+
 def test_records_fetched_after_a_rebalance_began_wait_for_its_seek() -> None:
     """Offsets 10 to 14 are fetched. Before 13 is delivered a rebalance begins: the agents'
     buffers are dropped (12 with them), and the flow resumes while the worker recovers, before
@@ -192,21 +217,7 @@ def test_records_fetched_after_a_rebalance_began_wait_for_its_seek() -> None:
     fetched again after the seek, came after them: the profiles agent skipped it as applied
     already. Now no record is delivered until the seek, and 12, 13, 14 follow it in order.
     """
-    deliver_in_order()
-    drain = Drain([[10, 11, 12, 13, 14], [12, 13, 14]], committed=10, stop_after=6, commit_every=1)
-
-    async def rebalance_before_13(consumer: Any) -> None:
-        if drain.delivered == [10, 11, 12] and drain.committed == 10:
-            consumer.stop_flow()
-            drain.committed = 12  # 10 and 11 were applied; 12 was in a buffer, dropped
-            consumer.resume_flow()  # recovery reads the changelogs with the flow on
-
-    async def seek(consumer: Any) -> None:
-        await consumer.perform_seek()
-
-    drain.before_batch[1] = seek
-    asyncio.run(drain.run(rebalance_before_13))
-    assert drain.delivered == [10, 11, 12, 12, 13, 14]
+    assert _rebalance_before_13(failed_seek=False) == [10, 11, 12, 12, 13, 14]
 
 
 def test_a_seek_that_fails_during_a_rebalance_is_not_the_seek_records_wait_for() -> None:
@@ -216,24 +227,7 @@ def test_a_seek_that_fails_during_a_rebalance_is_not_the_seek_records_wait_for()
     fetched before the real seek, meet the next offset of before the rebalance: 12 was then
     skipped as applied already. Now records still wait for a seek that succeeds.
     """
-    deliver_in_order()
-    drain = Drain([[10, 11, 12, 13, 14], [12, 13, 14]], committed=10, stop_after=6, commit_every=1)
-
-    async def rebalance_before_13(consumer: Any) -> None:
-        if drain.delivered == [10, 11, 12] and drain.committed == 10:
-            consumer.stop_flow()
-            drain.committed = 12
-            drain.committed_error = IllegalStateError("No current assignment for partition")
-            with pytest.raises(IllegalStateError):
-                await consumer.perform_seek()  # what Faust's getmany does with the flow stopped
-            consumer.resume_flow()
-
-    async def seek(consumer: Any) -> None:
-        await consumer.perform_seek()
-
-    drain.before_batch[1] = seek
-    asyncio.run(drain.run(rebalance_before_13))
-    assert drain.delivered == [10, 11, 12, 12, 13, 14]
+    assert _rebalance_before_13(failed_seek=True) == [10, 11, 12, 12, 13, 14]
 
 
 def test_an_offset_a_fetch_skipped_is_fetched_again_not_committed_unread() -> None:

@@ -105,9 +105,7 @@ class Settings(BaseSettings):
     recent_items: int = Field(default=10, ge=0, le=100, description="Items kept per user.")
     batch_size: int = Field(default=500, ge=1, description="Most events an agent takes at once.")
     batch_window: float = Field(
-        default=0.01,
-        gt=0,
-        description="Seconds a batch waits, from its first record, to fill before it is processed.",
+        default=0.01, gt=0, description="Seconds an agent waits to fill a batch."
     )
     fetch_max_wait_ms: int | None = Field(
         default=None,
